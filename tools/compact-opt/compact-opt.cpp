@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compact/Dialect/Compact/IR/CompactDialect.h"
+#include "compact/Dialect/Compact/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -14,6 +15,7 @@
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
+  mlir::compact::registerCompactTransformsPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
