@@ -25,8 +25,20 @@ void require(bool cond, const char *what) {
   }
 }
 
+/// Dot product accumulated in fp64 from i = 0 up: selection decisions depend on
+/// the exact bits, and the CPU lowering sums in this order too.
+double dotInOrder(const float *a, const float *b, int64_t n) {
+  double acc = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    acc += double(a[i]) * double(b[i]);
+  return acc;
+}
+
+/// fp64 dot product in any order (vectorised): for attention, where only the
+/// value matters.
 double dot(const float *a, const float *b, int64_t n) {
   double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i)
     acc += double(a[i]) * double(b[i]);
   return acc;
@@ -111,7 +123,7 @@ void blockScores(const ChunkShape &shape, const int32_t *ctxLens,
               if (g.scoreValid(i, kb))
                 logits.push_back(
                     double(scale) *
-                    dot(q + ((size_t(b) * shape.chunkLen + i) * hq + h) * d, key, d));
+                    dotInOrder(q + ((size_t(b) * shape.chunkLen + i) * hq + h) * d, key, d));
           }
           double lse = kNegInf;
           if (!logits.empty()) {

@@ -5,7 +5,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "compact/Dialect/Compact/IR/CompactDialect.h"
+#include "compact/Conversion/Passes.h"
 #include "compact/Dialect/Compact/Transforms/Passes.h"
+#include "compact/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -16,6 +18,8 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::compact::registerCompactTransformsPasses();
+  mlir::compact::registerCompactConversionPasses();
+  mlir::compact::registerPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

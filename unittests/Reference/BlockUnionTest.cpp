@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "RandomChunk.h"
+#include "Support/RandomChunk.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 //===- SelectionTest.cpp - pooling, scoring and selection references -----===//
 
-#include "RandomChunk.h"
+#include "Support/RandomChunk.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 //===- RandomChunk.h - random chunk-step problems for tests -----*- C++ -*-===//
 
-#ifndef COMPACT_UNITTESTS_REFERENCE_RANDOMCHUNK_H
-#define COMPACT_UNITTESTS_REFERENCE_RANDOMCHUNK_H
+#ifndef COMPACT_UNITTESTS_SUPPORT_RANDOMCHUNK_H
+#define COMPACT_UNITTESTS_SUPPORT_RANDOMCHUNK_H
 
 #include "compact/Reference/Reference.h"
 #include "compact/Reference/Workload.h"
@@ -79,4 +79,4 @@ struct RandomChunk {
 
 } // namespace compact::test
 
-#endif // COMPACT_UNITTESTS_REFERENCE_RANDOMCHUNK_H
+#endif // COMPACT_UNITTESTS_SUPPORT_RANDOMCHUNK_H
