@@ -4,32 +4,32 @@
 // group's block table; per block: scores, online softmax, P V.
 // CHECK-LABEL: func @paged_attention
 //  CHECK-SAME:   (%[[Q:[a-z0-9]+]]: memref<?x?x16x128xbf16>, %[[K:[a-z0-9]+]]: memref<?x64x4x128xbf16>, %[[V:[a-z0-9]+]]: memref<?x64x4x128xbf16>, %[[PT:[a-z0-9]+]]: memref<?x?xi32>, %[[LENS:[a-z0-9]+]]: memref<?xi32>, %[[TABLE:[a-z0-9]+]]: memref<?x4x?xi32>, %[[COUNTS:[a-z0-9]+]]: memref<?x4xi32>, %[[OUT:[a-z0-9]+]]: memref<?x?x16x128xbf16>, %[[LSE:[a-z0-9]+]]: memref<?x16x?xf32>)
-//   CHECK-DAG:   %[[NEG_INF:.+]] = arith.constant 0xFF800000 : f32
-//   CHECK-DAG:   %[[SCALE:.+]] = arith.constant 0.0883883461 : f32
+//   CHECK-DAG:   %[[NEG_INF:[a-z0-9_-]+]] = arith.constant 0xFF800000 : f32
+//   CHECK-DAG:   %[[SCALE:[a-z0-9_-]+]] = arith.constant 0.0883883461 : f32
 // The running max m, running sum l, accumulator and score tile of a row tile.
-//   CHECK-DAG:   %[[M:.+]] = memref.alloca() : memref<16xf32>
-//   CHECK-DAG:   %[[L:.+]] = memref.alloca() : memref<16xf32>
-//   CHECK-DAG:   %[[ACC:.+]] = memref.alloca() : memref<16x128xf32>
-//   CHECK-DAG:   %[[S:.+]] = memref.alloca() : memref<16x128xf32>
-//       CHECK:   scf.for %[[B:.+]] = %{{.+}} to %{{.+}} step
-//       CHECK:     %[[LEN:.+]] = arith.index_cast %{{.+}} : i32 to index
-//       CHECK:     %[[PREFIX:.+]] = arith.subi %[[LEN]], %{{.+}} : index
-//       CHECK:     scf.for %[[E:.+]] = %{{.+}} to %{{.+}} step
-//       CHECK:       %[[COUNT_I32:.+]] = memref.load %[[COUNTS]][%[[B]], %[[E]]]
-//       CHECK:       %[[COUNT:.+]] = arith.index_cast %[[COUNT_I32]]
-//       CHECK:       scf.for %[[H:.+]] = {{.+}} {
-//       CHECK:         scf.for %[[T0:.+]] = %{{.+}} to %{{.+}} step %c16 {
+//   CHECK-DAG:   %[[M:[a-z0-9_-]+]] = memref.alloca() : memref<16xf32>
+//   CHECK-DAG:   %[[L:[a-z0-9_-]+]] = memref.alloca() : memref<16xf32>
+//   CHECK-DAG:   %[[ACC:[a-z0-9_-]+]] = memref.alloca() : memref<16x128xf32>
+//   CHECK-DAG:   %[[S:[a-z0-9_-]+]] = memref.alloca() : memref<16x128xf32>
+//       CHECK:   scf.for %[[B:[a-z0-9_-]+]] = %{{.+}} to %{{.+}} step
+//       CHECK:     %[[LEN:[a-z0-9_-]+]] = arith.index_cast %{{.+}} : i32 to index
+//       CHECK:     %[[PREFIX:[a-z0-9_-]+]] = arith.subi %[[LEN]], %{{.+}} : index
+//       CHECK:     scf.for %[[E:[a-z0-9_-]+]] = %{{.+}} to %{{.+}} step
+//       CHECK:       %[[COUNT_I32:[a-z0-9_-]+]] = memref.load %[[COUNTS]][%[[B]], %[[E]]]
+//       CHECK:       %[[COUNT:[a-z0-9_-]+]] = arith.index_cast %[[COUNT_I32]]
+//       CHECK:       scf.for %[[H:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:         scf.for %[[T0:[a-z0-9_-]+]] = %{{.+}} to %{{.+}} step %c16 {
 // The table walk: block ids from the group's table, read in place.
-//       CHECK:           scf.for %[[I:.+]] = %{{.+}} to %[[COUNT]] step
-//       CHECK:             %[[KB_I32:.+]] = memref.load %[[TABLE]][%[[B]], %[[E]], %[[I]]]
-//       CHECK:             %[[KB:.+]] = arith.index_cast %[[KB_I32]]
+//       CHECK:           scf.for %[[I:[a-z0-9_-]+]] = %{{.+}} to %[[COUNT]] step
+//       CHECK:             %[[KB_I32:[a-z0-9_-]+]] = memref.load %[[TABLE]][%[[B]], %[[E]], %[[I]]]
+//       CHECK:             %[[KB:[a-z0-9_-]+]] = arith.index_cast %[[KB_I32]]
 // S = scale * Q K^T, keys after the query's position masked to -inf.
-//       CHECK:             %[[QROW:.+]] = arith.extf %{{.+}} : vector<128xbf16> to vector<128xf32>
-//       CHECK:               %[[VISIBLE:.+]] = arith.cmpi ule, %{{.+}}, %{{.+}} : index
+//       CHECK:             %[[QROW:[a-z0-9_-]+]] = arith.extf %{{.+}} : vector<128xbf16> to vector<128xf32>
+//       CHECK:               %[[VISIBLE:[a-z0-9_-]+]] = arith.cmpi ule, %{{.+}}, %{{.+}} : index
 //       CHECK:               scf.if %[[VISIBLE]] -> (f32) {
-//       CHECK:                 %[[PAGE_I32:.+]] = memref.load %[[PT]][%[[B]], %{{.+}}]
-//       CHECK:                 %[[PAGE:.+]] = arith.index_cast %[[PAGE_I32]]
-//       CHECK:                 %[[KROW:.+]] = vector.load %[[K]][%[[PAGE]], %{{.+}}, %{{.+}}, %{{.+}}] : memref<?x64x4x128xbf16>, vector<128xbf16>
+//       CHECK:                 %[[PAGE_I32:[a-z0-9_-]+]] = memref.load %[[PT]][%[[B]], %{{.+}}]
+//       CHECK:                 %[[PAGE:[a-z0-9_-]+]] = arith.index_cast %[[PAGE_I32]]
+//       CHECK:                 %[[KROW:[a-z0-9_-]+]] = vector.load %[[K]][%[[PAGE]], %{{.+}}, %{{.+}}, %{{.+}}] : memref<?x64x4x128xbf16>, vector<128xbf16>
 //       CHECK:                 vector.reduction <add>
 //       CHECK:                 arith.mulf %{{.+}}, %[[SCALE]] : f32
 //       CHECK:               } else {
@@ -37,31 +37,31 @@
 //       CHECK:               memref.store %{{.+}}, %[[S]]
 // Online softmax: m' = max(m, rowmax S); c = exp(m - m'); S = exp(S - m');
 // l' = c * l + sum(S); acc *= c.
-//       CHECK:             %[[M_OLD:.+]] = memref.load %[[M]]
-//       CHECK:             %[[M_NEW:.+]] = scf.for {{.+}} iter_args(%[[RUN:.+]] = %[[M_OLD]]) -> (f32) {
-//       CHECK:               arith.maximumf %[[RUN]]
-//       CHECK:             %[[EMPTY:.+]] = arith.cmpf oeq, %[[M_NEW]], %[[NEG_INF]]
-//       CHECK:             %[[M_SAFE:.+]] = arith.select %[[EMPTY]], %{{.+}}, %[[M_NEW]]
-//       CHECK:             %[[DIFF:.+]] = arith.subf %[[M_OLD]], %[[M_SAFE]]
-//       CHECK:             %[[CORR:.+]] = math.exp %[[DIFF]]
-//       CHECK:             %[[BLOCK_SUM:.+]] = scf.for
-//       CHECK:               %[[SHIFTED:.+]] = arith.subf %{{.+}}, %[[M_SAFE]]
-//       CHECK:               %[[P:.+]] = math.exp %[[SHIFTED]]
+//       CHECK:             %[[M_OLD:[a-z0-9_-]+]] = memref.load %[[M]]
+//       CHECK:             %[[M_NEW:[a-z0-9_-]+]] = scf.for {{.+}} iter_args(%[[CUR:[a-z0-9_-]+]] = %[[M_OLD]]) -> (f32) {
+//       CHECK:               arith.maximumf %[[CUR]]
+//       CHECK:             %[[EMPTY:[a-z0-9_-]+]] = arith.cmpf oeq, %[[M_NEW]], %[[NEG_INF]]
+//       CHECK:             %[[M_SAFE:[a-z0-9_-]+]] = arith.select %[[EMPTY]], %{{.+}}, %[[M_NEW]]
+//       CHECK:             %[[DIFF:[a-z0-9_-]+]] = arith.subf %[[M_OLD]], %[[M_SAFE]]
+//       CHECK:             %[[CORR:[a-z0-9_-]+]] = math.exp %[[DIFF]]
+//       CHECK:             %[[BLOCK_SUM:[a-z0-9_-]+]] = scf.for
+//       CHECK:               %[[SHIFTED:[a-z0-9_-]+]] = arith.subf %{{.+}}, %[[M_SAFE]]
+//       CHECK:               %[[P:[a-z0-9_-]+]] = math.exp %[[SHIFTED]]
 //       CHECK:               memref.store %[[P]], %[[S]]
-//       CHECK:             %[[L_OLD:.+]] = memref.load %[[L]]
-//       CHECK:             %[[L_SCALED:.+]] = arith.mulf %[[CORR]], %[[L_OLD]]
-//       CHECK:             %[[L_NEW:.+]] = arith.addf %[[L_SCALED]], %[[BLOCK_SUM]]
+//       CHECK:             %[[L_OLD:[a-z0-9_-]+]] = memref.load %[[L]]
+//       CHECK:             %[[L_SCALED:[a-z0-9_-]+]] = arith.mulf %[[CORR]], %[[L_OLD]]
+//       CHECK:             %[[L_NEW:[a-z0-9_-]+]] = arith.addf %[[L_SCALED]], %[[BLOCK_SUM]]
 //       CHECK:             memref.store %[[L_NEW]], %[[L]]
 //       CHECK:             memref.store %[[M_NEW]], %[[M]]
-//       CHECK:             %[[CORR_V:.+]] = vector.broadcast %[[CORR]]
+//       CHECK:             %[[CORR_V:[a-z0-9_-]+]] = vector.broadcast %[[CORR]]
 //       CHECK:             arith.mulf %[[CORR_V]], %{{.+}} : vector<128xf32>
 // acc += P V, one value row per key.
-//       CHECK:             scf.for {{.+}} iter_args(%[[ACC_ROW:.+]] = %{{.+}}) -> (vector<128xf32>)
+//       CHECK:             scf.for {{.+}} iter_args(%[[ACC_ROW:[a-z0-9_-]+]] = %{{.+}}) -> (vector<128xf32>)
 //       CHECK:               vector.load %[[V]]
 //       CHECK:               vector.fma %{{.+}}, %{{.+}}, %[[ACC_ROW]] : vector<128xf32>
 // out = acc / l (zeros when the row saw nothing), lse = m + log l.
-//       CHECK:           %[[SEEN:.+]] = arith.cmpf ogt
-//       CHECK:           %[[INV:.+]] = arith.divf
+//       CHECK:           %[[SEEN:[a-z0-9_-]+]] = arith.cmpf ogt
+//       CHECK:           %[[INV:[a-z0-9_-]+]] = arith.divf
 //       CHECK:           arith.select %[[SEEN]], %[[INV]]
 //       CHECK:           arith.truncf %{{.+}} : vector<128xf32> to vector<128xbf16>
 //       CHECK:           vector.store %{{.+}}, %[[OUT]]
@@ -103,35 +103,38 @@ func.func @paged_attention_hnd(%q: memref<?x?x8x64xf16>, %kc: memref<?x2x32x64xf
 // head's rows into flags, add the chunk's blocks, compact the flags.
 // CHECK-LABEL: func @block_union
 //  CHECK-SAME:   (%[[MASK:[a-z0-9]+]]: memref<?x16x?x?xi8>, %[[LENS:[a-z0-9]+]]: memref<?xi32>, %[[C:[a-z0-9]+]]: index, %[[TABLE:[a-z0-9]+]]: memref<?x4x?xi32>, %[[COUNTS:[a-z0-9]+]]: memref<?x4xi32>)
-//   CHECK-DAG:   %[[PAD:.+]] = arith.constant -1 : i32
-//   CHECK-DAG:   %[[KB_CAP:.+]] = memref.dim %[[TABLE]], %c2
-//       CHECK:   %[[FLAGS:.+]] = memref.alloca(%[[KB_CAP]]) : memref<?xi8>
-//       CHECK:   scf.for %[[B:.+]] = {{.+}} {
-//       CHECK:     %[[LEN:.+]] = arith.index_cast
-//       CHECK:     %[[PREFIX:.+]] = arith.subi %[[LEN]], %[[C]]
-//       CHECK:     %[[NUM_BLOCKS:.+]] = arith.ceildivui %[[LEN]], %c128
-//       CHECK:     %[[FIRST:.+]] = arith.divui %[[PREFIX]], %c128
-//       CHECK:     scf.for %[[E:.+]] = %c0 to %c4
+//   CHECK-DAG:   %[[PAD:[a-z0-9_-]+]] = arith.constant -1 : i32
+//   CHECK-DAG:   %[[KB_CAP:[a-z0-9_-]+]] = memref.dim %[[TABLE]], %c2
+//       CHECK:   %[[FLAGS:[a-z0-9_-]+]] = memref.alloca(%[[KB_CAP]]) : memref<?xi8>
+//       CHECK:   scf.for %[[B:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:     %[[LEN:[a-z0-9_-]+]] = arith.index_cast
+//       CHECK:     %[[PREFIX:[a-z0-9_-]+]] = arith.subi %[[LEN]], %[[C]]
+//       CHECK:     %[[NUM_BLOCKS:[a-z0-9_-]+]] = arith.ceildivui %[[LEN]], %c128
+//       CHECK:     %[[FIRST:[a-z0-9_-]+]] = arith.divui %[[PREFIX]], %c128
+//       CHECK:     scf.for %[[E:[a-z0-9_-]+]] = %c0 to %c4
+// Clear the group's flags.
+//       CHECK:       scf.for %[[K0:[a-z0-9_-]+]] = %c0 to %[[KB_CAP]]
+//       CHECK:         memref.store %c0_i8, %[[FLAGS]][%[[K0]]]
 // Heads 4e .. 4e + 3, every query block, blocks up to last(qb) only.
-//       CHECK:       scf.for %[[H:.+]] = {{.+}} {
-//       CHECK:         scf.for %[[QB:.+]] = {{.+}} {
-//       CHECK:           %[[LAST:.+]] = arith.divui %{{.+}}, %c128
-//       CHECK:           %[[END_RAW:.+]] = arith.addi %[[LAST]], %c1
-//       CHECK:           %[[END:.+]] = arith.minui %[[END_RAW]], %[[KB_CAP]]
-//       CHECK:           scf.for %[[KB:.+]] = %c0 to %[[END]]
+//       CHECK:       scf.for %[[H:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:         scf.for %[[QB:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:           %[[LAST:[a-z0-9_-]+]] = arith.divui %{{.+}}, %c128
+//       CHECK:           %[[END_RAW:[a-z0-9_-]+]] = arith.addi %[[LAST]], %c1
+//       CHECK:           %[[END:[a-z0-9_-]+]] = arith.minui %[[END_RAW]], %[[KB_CAP]]
+//       CHECK:           scf.for %[[KB:[a-z0-9_-]+]] = %c0 to %[[END]]
 //       CHECK:             memref.load %[[MASK]][%[[B]], %[[H]], %[[QB]], %[[KB]]]
 //       CHECK:             arith.ori
 //       CHECK:             memref.store %{{.+}}, %[[FLAGS]][%[[KB]]]
 // The chunk's own blocks are always in.
-//       CHECK:       scf.for %[[KB2:.+]] = %[[FIRST]] to %[[NUM_BLOCKS]]
+//       CHECK:       scf.for %[[KB2:[a-z0-9_-]+]] = %[[FIRST]] to %[[NUM_BLOCKS]]
 //       CHECK:         memref.store %c1_i8, %[[FLAGS]][%[[KB2]]]
 // Ascending table and count, then -1 padding.
-//       CHECK:       %[[N:.+]] = scf.for %[[KB3:.+]] = %c0 to %[[KB_CAP]] {{.+}} iter_args(%[[RUN:.+]] = %c0) -> (index)
+//       CHECK:       %[[N:[a-z0-9_-]+]] = scf.for %[[KB3:[a-z0-9_-]+]] = %c0 to %[[KB_CAP]] {{.+}} iter_args(%[[CUR:[a-z0-9_-]+]] = %c0) -> (index)
 //       CHECK:         scf.if
-//       CHECK:           memref.store %{{.+}}, %[[TABLE]][%[[B]], %[[E]], %[[RUN]]]
-//       CHECK:       %[[N_I32:.+]] = arith.index_cast %[[N]] : index to i32
+//       CHECK:           memref.store %{{.+}}, %[[TABLE]][%[[B]], %[[E]], %[[CUR]]]
+//       CHECK:       %[[N_I32:[a-z0-9_-]+]] = arith.index_cast %[[N]] : index to i32
 //       CHECK:       memref.store %[[N_I32]], %[[COUNTS]][%[[B]], %[[E]]]
-//       CHECK:       scf.for %[[I:.+]] = %[[N]] to %[[KB_CAP]]
+//       CHECK:       scf.for %[[I:[a-z0-9_-]+]] = %[[N]] to %[[KB_CAP]]
 //       CHECK:         memref.store %[[PAD]], %[[TABLE]][%[[B]], %[[E]], %[[I]]]
 func.func @block_union(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: index,
                        %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
@@ -146,20 +149,20 @@ func.func @block_union(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: ind
 // Thresholds: row max over the causally valid blocks, bound = max + ln(alpha),
 // keep if above it (and finite), or a sink block, or in the window.
 // CHECK-LABEL: func @select_blocks
-//   CHECK-DAG:   %[[LN_ALPHA:.+]] = arith.constant -2.81341076 : f32
-//   CHECK-DAG:   %[[NEG_INF:.+]] = arith.constant 0xFF800000 : f32
-//       CHECK:   %[[ROW_MAX:.+]] = scf.for {{.+}} -> (f32)
+//   CHECK-DAG:   %[[LN_ALPHA:[a-z0-9_-]+]] = arith.constant -2.81341076 : f32
+//   CHECK-DAG:   %[[NEG_INF:[a-z0-9_-]+]] = arith.constant 0xFF800000 : f32
+//       CHECK:   %[[ROW_MAX:[a-z0-9_-]+]] = scf.for {{.+}} -> (f32)
 //       CHECK:     arith.maxnumf
-//       CHECK:   %[[BOUND:.+]] = arith.addf %[[ROW_MAX]], %[[LN_ALPHA]]
-//       CHECK:   scf.for %[[KB:.+]] = {{.+}} {
-//       CHECK:     %[[FINITE:.+]] = arith.cmpf une, %[[SCORE:.+]], %[[NEG_INF]]
-//       CHECK:     %[[ABOVE:.+]] = arith.cmpf oge, %[[SCORE]], %[[BOUND]]
-//       CHECK:     %[[PASSES:.+]] = arith.andi %[[ABOVE]], %[[FINITE]]
-//       CHECK:     %[[SINK:.+]] = arith.cmpi ult, %[[KB]], %c2
-//       CHECK:     %[[SHIFTED:.+]] = arith.addi %[[KB]], %c4
-//       CHECK:     %[[WINDOW:.+]] = arith.cmpi ugt, %[[SHIFTED]], %{{.+}}
-//       CHECK:     %[[EITHER:.+]] = arith.ori %[[SINK]], %[[WINDOW]]
-//       CHECK:     %[[KEEP:.+]] = arith.ori %[[PASSES]], %[[EITHER]]
+//       CHECK:   %[[BOUND:[a-z0-9_-]+]] = arith.addf %[[ROW_MAX]], %[[LN_ALPHA]]
+//       CHECK:   scf.for %[[KB:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:     %[[FINITE:[a-z0-9_-]+]] = arith.cmpf une, %[[SCORE:[a-z0-9_-]+]], %[[NEG_INF]]
+//       CHECK:     %[[ABOVE:[a-z0-9_-]+]] = arith.cmpf oge, %[[SCORE]], %[[BOUND]]
+//       CHECK:     %[[PASSES:[a-z0-9_-]+]] = arith.andi %[[ABOVE]], %[[FINITE]]
+//       CHECK:     %[[SINK:[a-z0-9_-]+]] = arith.cmpi ult, %[[KB]], %c2
+//       CHECK:     %[[SHIFTED:[a-z0-9_-]+]] = arith.addi %[[KB]], %c4
+//       CHECK:     %[[WINDOW:[a-z0-9_-]+]] = arith.cmpi ugt, %[[SHIFTED]], %{{.+}}
+//       CHECK:     %[[EITHER:[a-z0-9_-]+]] = arith.ori %[[SINK]], %[[WINDOW]]
+//       CHECK:     %[[KEEP:[a-z0-9_-]+]] = arith.ori %[[PASSES]], %[[EITHER]]
 //       CHECK:     arith.extui %[[KEEP]] : i1 to i8
 // Causally invalid pairs and padding are 0.
 //       CHECK:   scf.for
@@ -177,16 +180,16 @@ func.func @select_blocks(%scores: memref<?x16x?x?xf32>, %lens: memref<?xi32>, %c
 
 // FlashPrefill scores: fp64 log-sum-exp of the valid rows' logits, two passes.
 // CHECK-LABEL: func @block_scores
-//       CHECK:   %[[MAX:.+]] = scf.for {{.+}} -> (f64)
+//       CHECK:   %[[MAX:[a-z0-9_-]+]] = scf.for {{.+}} -> (f64)
 //       CHECK:     scf.for {{.+}} -> (f64)
 //       CHECK:       arith.extf %{{.+}} : bf16 to f64
 //       CHECK:     arith.maximumf
-//       CHECK:   %[[SUM:.+]] = scf.for {{.+}} -> (f64)
+//       CHECK:   %[[SUM:[a-z0-9_-]+]] = scf.for {{.+}} -> (f64)
 //       CHECK:     arith.subf %{{.+}}, %[[MAX]] : f64
 //       CHECK:     math.exp
-//       CHECK:   %[[LOG:.+]] = math.log %[[SUM]] : f64
-//       CHECK:   %[[LSE:.+]] = arith.addf %[[MAX]], %[[LOG]] : f64
-//       CHECK:   %[[LSE32:.+]] = arith.truncf %[[LSE]] : f64 to f32
+//       CHECK:   %[[LOG:[a-z0-9_-]+]] = math.log %[[SUM]] : f64
+//       CHECK:   %[[LSE:[a-z0-9_-]+]] = arith.addf %[[MAX]], %[[LOG]] : f64
+//       CHECK:   %[[LSE32:[a-z0-9_-]+]] = arith.truncf %[[LSE]] : f64 to f32
 //       CHECK:   memref.store %[[LSE32]]
 func.func @block_scores(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?x128xf32>,
                         %lens: memref<?xi32>, %scores: memref<?x16x?x?xf32>) {
@@ -200,8 +203,8 @@ func.func @block_scores(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?x128xf
 // The fused op never touches a mask or a score buffer of the caller: one row
 // of scores lives in a scratch buffer.
 // CHECK-LABEL: func @score_select_union
-//       CHECK:   %[[ROW:.+]] = memref.alloca(%{{.+}}) : memref<?xf32>
-//       CHECK:   %[[FLAGS:.+]] = memref.alloca(%{{.+}}) : memref<?xi8>
+//       CHECK:   %[[ROW:[a-z0-9_-]+]] = memref.alloca(%{{.+}}) : memref<?xf32>
+//       CHECK:   %[[FLAGS:[a-z0-9_-]+]] = memref.alloca(%{{.+}}) : memref<?xi8>
 //       CHECK:   memref.store %{{.+}}, %[[ROW]]
 //       CHECK:   memref.load %[[ROW]]
 //       CHECK:   memref.store %{{.+}}, %[[FLAGS]]
@@ -221,9 +224,9 @@ func.func @score_select_union(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?
 
 // Pooling visits only the blocks the chunk touched: [P / bs, ceil(L / bs)).
 // CHECK-LABEL: func @pool_keys
-//       CHECK:   %[[PREFIX:.+]] = arith.subi
-//       CHECK:   %[[NUM_BLOCKS:.+]] = arith.ceildivui %{{.+}}, %c128
-//       CHECK:   %[[FIRST:.+]] = arith.divui %[[PREFIX]], %c128
+//       CHECK:   %[[PREFIX:[a-z0-9_-]+]] = arith.subi
+//       CHECK:   %[[NUM_BLOCKS:[a-z0-9_-]+]] = arith.ceildivui %{{.+}}, %c128
+//       CHECK:   %[[FIRST:[a-z0-9_-]+]] = arith.divui %[[PREFIX]], %c128
 //       CHECK:   scf.for %{{.+}} = %[[FIRST]] to %[[NUM_BLOCKS]]
 //       CHECK:     arith.uitofp
 //       CHECK:     scf.for {{.+}} -> (f64)
@@ -240,11 +243,11 @@ func.func @pool_keys(%kc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
 // Append: token P + t goes to page page_table[b][(P + t) / PS], slot (P + t) % PS.
 // CHECK-LABEL: func @append_kv
 //  CHECK-SAME:   (%[[K:[a-z0-9]+]]: memref<?x?x4x128xbf16>, %[[V:[a-z0-9]+]]: memref<?x?x4x128xbf16>, %[[PT:[a-z0-9]+]]: memref<?x?xi32>, %[[LENS:[a-z0-9]+]]: memref<?xi32>, %[[KC:[a-z0-9]+]]: memref<?x64x4x128xbf16>, %[[VC:[a-z0-9]+]]: memref<?x64x4x128xbf16>)
-//       CHECK:   %[[POS:.+]] = arith.addi
-//       CHECK:   %[[PAGE_IDX:.+]] = arith.divui %[[POS]], %c64
-//       CHECK:   %[[PAGE_I32:.+]] = memref.load %[[PT]][%{{.+}}, %[[PAGE_IDX]]]
-//       CHECK:   %[[PAGE:.+]] = arith.index_cast %[[PAGE_I32]]
-//       CHECK:   %[[SLOT:.+]] = arith.remui %[[POS]], %c64
+//       CHECK:   %[[POS:[a-z0-9_-]+]] = arith.addi
+//       CHECK:   %[[PAGE_IDX:[a-z0-9_-]+]] = arith.divui %[[POS]], %c64
+//       CHECK:   %[[PAGE_I32:[a-z0-9_-]+]] = memref.load %[[PT]][%{{.+}}, %[[PAGE_IDX]]]
+//       CHECK:   %[[PAGE:[a-z0-9_-]+]] = arith.index_cast %[[PAGE_I32]]
+//       CHECK:   %[[SLOT:[a-z0-9_-]+]] = arith.remui %[[POS]], %c64
 //       CHECK:   memref.store %{{.+}}, %[[KC]][%[[PAGE]], %[[SLOT]],
 //       CHECK:   memref.store %{{.+}}, %[[VC]][%[[PAGE]], %[[SLOT]],
 func.func @append_kv(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x128xbf16>,

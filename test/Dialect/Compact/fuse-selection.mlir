@@ -2,7 +2,7 @@
 
 // The whole FlashPrefill chain collapses: neither scores nor mask remain.
 // CHECK-LABEL: func @flashprefill_chain
-//  CHECK-SAME:   (%[[Q:.+]]: memref<?x?x16x128xbf16>, %[[POOLED:.+]]: memref<?x4x?x128xf32>, %[[LENS:.+]]: memref<?xi32>, %[[TABLE:.+]]: memref<?x4x?xi32>, %[[COUNTS:.+]]: memref<?x4xi32>)
+//  CHECK-SAME:   (%[[Q:[a-z0-9_-]+]]: memref<?x?x16x128xbf16>, %[[POOLED:[a-z0-9_-]+]]: memref<?x4x?x128xf32>, %[[LENS:[a-z0-9_-]+]]: memref<?xi32>, %[[TABLE:[a-z0-9_-]+]]: memref<?x4x?xi32>, %[[COUNTS:[a-z0-9_-]+]]: memref<?x4xi32>)
 //   CHECK-NOT:   memref.alloc
 //   CHECK-NOT:   compact.block_scores
 //   CHECK-NOT:   compact.select_blocks
