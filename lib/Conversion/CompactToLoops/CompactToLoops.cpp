@@ -405,6 +405,27 @@ struct LowerScoreSelectUnion : OpRewritePattern<ScoreSelectUnionOp> {
   }
 };
 
+struct LowerDenseTable : OpRewritePattern<DenseTableOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(DenseTableOp op, PatternRewriter &rewriter) const override {
+    LoopBuilder lb(rewriter, op.getLoc());
+    Value table = op.getTable(), counts = op.getCounts();
+    Value kbCap = lb.dim(table, 2), bs = lb.index(op.getBlockSize());
+    lb.forLoop(lb.index(0), lb.dim(table, 0), [&](LoopBuilder &l, Value b) {
+      Value numBlocks = l.ceilDiv(l.toIndex(l.load(op.getCtxLens(), {b})), bs);
+      l.forLoop(l.index(0), l.dim(table, 1), [&](LoopBuilder &le, Value e) {
+        le.store(le.toI32(numBlocks), counts, {b, e});
+        le.forLoop(le.index(0), kbCap, [&](LoopBuilder &lk, Value kb) {
+          Value in = lk.cmp(CmpIPredicate::ult, kb, numBlocks);
+          lk.store(lk.select(in, lk.toI32(kb), lk.i32(-1)), table, {b, e, kb});
+        });
+      });
+    });
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 /// FlashAttention over the group's table for a tile of `rowTile` query rows of
 /// one head (see ConvertCompactToLoops' description); the head dim is one
 /// vector.
@@ -559,7 +580,7 @@ struct ConvertCompactToLoopsPass
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
     patterns.add<LowerAppendKV, LowerPoolKeys, LowerBlockScores, LowerSelectBlocks, LowerBlockUnion,
-                 LowerSelectUnion, LowerScoreSelectUnion>(ctx);
+                 LowerSelectUnion, LowerScoreSelectUnion, LowerDenseTable>(ctx);
     patterns.add<LowerPagedAttention>(ctx, rowTile);
     ConversionTarget target(*ctx);
     target.addIllegalDialect<CompactDialect>();

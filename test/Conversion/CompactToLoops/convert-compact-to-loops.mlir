@@ -258,3 +258,19 @@ func.func @append_kv(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x128xbf16>,
         into memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>
   return
 }
+
+// -----
+
+// Dense tables: every block of the context, then -1.
+// CHECK-LABEL: func @dense_table
+//       CHECK:   %[[NUM_BLOCKS:[a-z0-9_-]+]] = arith.ceildivui %{{.+}}, %c128
+//       CHECK:   scf.for %[[E:[a-z0-9_-]+]] = %c0 to %c4
+//       CHECK:     memref.store %{{.+}}, %{{.+}}[%{{.+}}, %[[E]]]
+//       CHECK:     scf.for %[[KB:[a-z0-9_-]+]] =
+//       CHECK:     %[[IN:[a-z0-9_-]+]] = arith.cmpi ult, %[[KB]], %[[NUM_BLOCKS]]
+//       CHECK:     arith.select %[[IN]], %{{.+}}, %c-1_i32
+func.func @dense_table(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
+  compact.dense_table %lens into %table, %counts {block_size = 128}
+      : memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}

@@ -94,10 +94,10 @@ func.func @pool_keys_head_dim(%kc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>
 // -----
 
 func.func @pool_keys_pooled_type(%kc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
-    %lens: memref<?xi32>, %c: index, %pooled: memref<?x4x?x128xf16>) {
-  // expected-error @below {{operand #4 must be 4D memref of 32-bit float or bfloat16 type values}}
+    %lens: memref<?xi32>, %c: index, %pooled: memref<?x4x?x128xi16>) {
+  // expected-error @below {{operand #4 must be 4D memref of 32-bit float or bfloat16 type or 16-bit float values}}
   compact.pool_keys %kc, %pt, %lens, %c into %pooled {block_size = 128}
-      : memref<?x64x4x128xbf16>, memref<?x?xi32>, memref<?xi32> into memref<?x4x?x128xf16>
+      : memref<?x64x4x128xbf16>, memref<?x?xi32>, memref<?xi32> into memref<?x4x?x128xi16>
   return
 }
 
@@ -487,5 +487,14 @@ func.func @paged_attention_element_type(%q: memref<?x?x16x128xi32>, %kc: memref<
   compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out {block_size = 128}
       : memref<?x?x16x128xi32>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
         memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32> into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+func.func @dense_table_groups(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %counts: memref<?x8xi32>) {
+  // expected-error @below {{operand 'counts' dim 1 (execution groups) must be 4 to match 'table' dim 1, got 8}}
+  compact.dense_table %lens into %table, %counts {block_size = 128}
+      : memref<?xi32> into memref<?x4x?xi32>, memref<?x8xi32>
   return
 }

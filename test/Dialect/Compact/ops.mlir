@@ -103,6 +103,16 @@ func.func @score_select_union(%q: memref<?x?x32x128xf16>, %pooled: memref<?x8x?x
 
 // -----
 
+// CHECK-LABEL: func @dense_table
+func.func @dense_table(%lens: memref<?xi32>, %table: memref<?x16x?xi32>, %counts: memref<?x16xi32>) {
+  // CHECK: compact.dense_table %{{[a-z0-9_]+}} into %{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} {block_size = 128 : i64}
+  compact.dense_table %lens into %table, %counts {block_size = 128}
+      : memref<?xi32> into memref<?x16x?xi32>, memref<?x16xi32>
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @paged_attention
 func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
                            %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,

@@ -376,6 +376,19 @@ LogicalResult ScoreSelectUnionOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// DenseTableOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DenseTableOp::verify() {
+  ShapeChecker check(*this);
+  NamedMemRef lens("ctx_lens", getCtxLens()), table("table", getTable()),
+      counts("counts", getCounts());
+  if (failed(check.sameDim(table, 1, counts, 1, "execution groups")))
+    return failure();
+  return check.sameBatch({lens, table, counts});
+}
+
+//===----------------------------------------------------------------------===//
 // PagedAttentionOp
 //===----------------------------------------------------------------------===//
 

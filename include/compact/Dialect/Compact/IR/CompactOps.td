@@ -32,7 +32,7 @@ class Compact_Op<string mnemonic, list<Trait> traits = []>
 //===----------------------------------------------------------------------===//
 
 def Compact_DataMemRef : MemRefRankOf<[BF16, F16, F32], [4]>;
-def Compact_PooledMemRef : MemRefRankOf<[F32, BF16], [4]>;
+def Compact_PooledMemRef : MemRefRankOf<[F32, BF16, F16], [4]>;
 def Compact_ScoreMemRef : MemRefRankOf<[F32], [4]>;
 def Compact_MaskMemRef : MemRefRankOf<[I8], [4]>;
 def Compact_LseMemRef : MemRefRankOf<[F32], [3]>;
@@ -337,6 +337,37 @@ def Compact_ScoreSelectUnionOp : Compact_Op<"score_select_union"> {
   let extraClassDeclaration = [{
     /// The softmax scale: the attribute, or 1 / sqrt(head dim).
     float getEffectiveScale();
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// compact.dense_table
+//===----------------------------------------------------------------------===//
+
+def Compact_DenseTableOp : Compact_Op<"dense_table"> {
+  let summary = "block tables that hold every block of the context";
+  let description = [{
+    Writes `table[b, e] = [0, 1, .., ceil(L_b / bs) - 1, -1, ..]` and
+    `counts[b, e] = ceil(L_b / bs)` for every execution group: with these
+    tables `compact.paged_attention` is dense causal attention (the first
+    chunk of a prompt, and chunks whose union is too dense to pay).
+
+    Example:
+
+    ```mlir
+    compact.dense_table %ctx_lens into %table, %counts {block_size = 128 : i64}
+        : memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
+    ```
+  }];
+  let arguments = (ins
+    Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
+    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemWrite]>:$counts,
+    Compact_PositiveI64Attr:$block_size);
+  let assemblyFormat = [{
+    $ctx_lens `into` $table `,` $counts attr-dict `:` type($ctx_lens) `into`
+    type($table) `,` type($counts)
   }];
   let hasVerifier = 1;
 }

@@ -1,0 +1,78 @@
+//===- GpuBuilder.h - IR construction for generated GPU kernels -*- C++ -*-===//
+//
+// LoopBuilder plus the GPU vocabulary the kernels of CompactToGPU use: thread
+// and block ids, warp shuffles, barriers, the fast exp2, and the tensor-core
+// path of sm_80+ (cp.async into swizzled shared memory, ldmatrix, mma.sync
+// m16n8k16 with bf16 / f16 operands and f32 accumulators).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef COMPACT_CONVERSION_GPUBUILDER_H
+#define COMPACT_CONVERSION_GPUBUILDER_H
+
+#include "compact/Conversion/LoopBuilder.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+namespace mlir::compact {
+
+class GpuBuilder : public LoopBuilder {
+public:
+  using LoopBuilder::LoopBuilder;
+
+  Value threadId() { return gpu::ThreadIdOp::create(builder(), location(), gpu::Dimension::x); }
+  Value blockId(gpu::Dimension d) { return gpu::BlockIdOp::create(builder(), location(), d); }
+  Value laneId();
+  Value warpId();
+  void barrier();
+
+  /// Butterfly shuffle across the full warp (f32 or i32).
+  Value shuffleXor(Value value, int32_t offset);
+  /// max / sum over the lanes that differ in the bits of `laneMask` (e.g. 3:
+  /// the 4 lanes of a quad; 28: the 8 lanes that share lane % 4).
+  Value warpMax(Value value, ArrayRef<int32_t> offsets);
+  Value warpSum(Value value, ArrayRef<int32_t> offsets);
+
+  /// 2^x with MUFU.EX2 (flushes denormals; -inf gives 0).
+  Value exp2(Value x);
+  /// log2(x) with MUFU.LG2.
+  Value log2(Value x);
+
+  /// ldmatrix of `tiles` 8x8 b16 matrices; each lane passes its row address.
+  /// Returns one i32 (two packed elements) per matrix.
+  SmallVector<Value, 4> ldmatrix(Value smem, ValueRange indices, int tiles,
+                                 bool transpose);
+  /// mma.sync.m16n8k16.row.col: d = a * b + c with a = 4 x i32, b = 2 x i32
+  /// (pairs of `elementType`), c = 4 x f32.
+  SmallVector<Value, 4> mma16816(ArrayRef<Value> a, ArrayRef<Value> b, ArrayRef<Value> c,
+                                 Type elementType);
+  /// Two f32 rounded to `elementType` (bf16 / f16) and packed into an i32,
+  /// `lo` in the low half.
+  Value pack2(Value lo, Value hi, Type elementType);
+
+  /// cp.async of 16 bytes (8 b16 elements) global -> shared, bypassing L1;
+  /// when `valid` is false nothing is read and the destination is zeroed.
+  /// Returns the async token.
+  Value copyAsync16(Value dst, ValueRange dstIndices, Value src, ValueRange srcIndices,
+                    Value valid);
+  /// Commits the tokens as one group; waits until at most `pending` groups
+  /// of this thread are in flight.
+  void commitGroup(ValueRange tokens);
+  void waitGroups(int32_t pending);
+
+  /// A view of the kernel's dynamic shared memory at `byteOffset`.
+  Value sharedView(Value base, int64_t byteOffset, ArrayRef<int64_t> shape, Type elementType);
+
+  /// atomicOr on a global i32.
+  void atomicOr(Value value, Value memref, ValueRange indices);
+};
+
+/// Swizzled column of a row-major shared tile whose rows are `rowChunks`
+/// 16-byte chunks of b16: chunk c of row r is stored at chunk c ^ (r % 8), so
+/// the 8 row addresses of an ldmatrix hit 8 different bank groups.
+/// `col` is a multiple of 8 elements.
+Value swizzledColumn(LoopBuilder &lb, Value row, Value col);
+
+} // namespace mlir::compact
+
+#endif // COMPACT_CONVERSION_GPUBUILDER_H

@@ -1,0 +1,129 @@
+//===- GpuBuilder.cpp - IR construction for generated GPU kernels ---------===//
+
+#include "compact/Conversion/GpuBuilder.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::compact;
+
+Value GpuBuilder::laneId() { return rem(threadId(), index(32)); }
+Value GpuBuilder::warpId() { return div(threadId(), index(32)); }
+
+void GpuBuilder::barrier() { gpu::BarrierOp::create(builder(), location()); }
+
+Value GpuBuilder::shuffleXor(Value value, int32_t offset) {
+  return gpu::ShuffleOp::create(builder(), location(), value, offset, /*width=*/32,
+                                gpu::ShuffleMode::XOR)
+      .getShuffleResult();
+}
+
+Value GpuBuilder::warpMax(Value value, ArrayRef<int32_t> offsets) {
+  for (int32_t offset : offsets)
+    value = maxF(value, shuffleXor(value, offset));
+  return value;
+}
+
+Value GpuBuilder::warpSum(Value value, ArrayRef<int32_t> offsets) {
+  for (int32_t offset : offsets)
+    value = addF(value, shuffleXor(value, offset));
+  return value;
+}
+
+Value GpuBuilder::exp2(Value x) {
+  return LLVM::CallIntrinsicOp::create(builder(), location(),
+                                       builder().getStringAttr("llvm.nvvm.ex2.approx.ftz.f"),
+                                       ValueRange{x})
+      .getResult(0);
+}
+
+Value GpuBuilder::log2(Value x) {
+  return LLVM::CallIntrinsicOp::create(builder(), location(),
+                                       builder().getStringAttr("llvm.nvvm.lg2.approx.ftz.f"),
+                                       ValueRange{x})
+      .getResult(0);
+}
+
+SmallVector<Value, 4> GpuBuilder::ldmatrix(Value smem, ValueRange indices, int tiles,
+                                           bool transpose) {
+  Type element = cast<MemRefType>(smem.getType()).getElementType();
+  auto type = VectorType::get({tiles, 2}, element);
+  Value frags = nvgpu::LdMatrixOp::create(builder(), location(), type, smem, indices,
+                                          builder().getBoolAttr(transpose),
+                                          builder().getI32IntegerAttr(tiles));
+  SmallVector<Value, 4> regs;
+  for (int i = 0; i < tiles; ++i) {
+    Value pair = vector::ExtractOp::create(builder(), location(), frags, ArrayRef<int64_t>{i});
+    regs.push_back(LLVM::BitcastOp::create(builder(), location(), builder().getI32Type(), pair));
+  }
+  return regs;
+}
+
+SmallVector<Value, 4> GpuBuilder::mma16816(ArrayRef<Value> a, ArrayRef<Value> b,
+                                           ArrayRef<Value> c, Type elementType) {
+  MLIRContext *ctx = builder().getContext();
+  Type f32 = builder().getF32Type();
+  auto resultType = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
+  NVVM::MMATypes ptxType =
+      elementType.isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+  Value d = NVVM::MmaOp::create(builder(), location(), resultType, a, b, c,
+                                /*shape=*/{16, 8, 16}, std::nullopt, std::nullopt,
+                                std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+                                std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                               NVVM::MMALayout::col});
+  SmallVector<Value, 4> out;
+  for (int64_t i = 0; i < 4; ++i)
+    out.push_back(LLVM::ExtractValueOp::create(builder(), location(), d, i));
+  return out;
+}
+
+Value GpuBuilder::pack2(Value lo, Value hi, Type elementType) {
+  auto f32x2 = VectorType::get({2}, builder().getF32Type());
+  Value pair = vector::FromElementsOp::create(builder(), location(), f32x2, ValueRange{lo, hi});
+  Value narrow = truncF(pair, VectorType::get({2}, elementType));
+  return LLVM::BitcastOp::create(builder(), location(), builder().getI32Type(), narrow);
+}
+
+Value GpuBuilder::copyAsync16(Value dst, ValueRange dstIndices, Value src,
+                              ValueRange srcIndices, Value valid) {
+  Value elements = select(valid, index(8), index(0));
+  return nvgpu::DeviceAsyncCopyOp::create(
+      builder(), location(), nvgpu::DeviceAsyncTokenType::get(builder().getContext()), dst,
+      dstIndices, src, srcIndices, builder().getIndexAttr(8), elements,
+      builder().getUnitAttr());
+}
+
+void GpuBuilder::commitGroup(ValueRange tokens) {
+  nvgpu::DeviceAsyncCreateGroupOp::create(
+      builder(), location(), nvgpu::DeviceAsyncTokenType::get(builder().getContext()), tokens);
+}
+
+void GpuBuilder::waitGroups(int32_t pending) {
+  // The group token only orders the IR; the wait counts groups in flight.
+  NVVM::CpAsyncWaitGroupOp::create(builder(), location(), pending);
+}
+
+Value GpuBuilder::sharedView(Value base, int64_t byteOffset, ArrayRef<int64_t> shape,
+                             Type elementType) {
+  auto baseType = cast<MemRefType>(base.getType());
+  auto type = MemRefType::get(shape, elementType, MemRefLayoutAttrInterface(),
+                              baseType.getMemorySpace());
+  return memref::ViewOp::create(builder(), location(), type, base, index(byteOffset),
+                                ValueRange{});
+}
+
+void GpuBuilder::atomicOr(Value value, Value memref, ValueRange indices) {
+  memref::AtomicRMWOp::create(builder(), location(), arith::AtomicRMWKind::ori, value, memref,
+                              indices);
+}
+
+Value mlir::compact::swizzledColumn(LoopBuilder &lb, Value row, Value col) {
+  Value chunk = lb.div(col, lb.index(8));
+  Value swizzled = arith::XOrIOp::create(lb.builder(), lb.location(), chunk,
+                                         lb.rem(row, lb.index(8)));
+  return lb.mul(swizzled, lb.index(8));
+}
