@@ -20,6 +20,15 @@ class GpuBuilder : public LoopBuilder {
 public:
   using LoopBuilder::LoopBuilder;
 
+  // Control flow whose bodies build GPU ops too.
+  void loop(Value lb, Value ub, Value step, function_ref<void(GpuBuilder &, Value)> body);
+  SmallVector<Value> loop(Value lb, Value ub, Value step, ValueRange inits,
+                          function_ref<SmallVector<Value>(GpuBuilder &, Value, ValueRange)> body);
+  void when(Value cond, function_ref<void(GpuBuilder &)> body);
+  SmallVector<Value> when(Value cond, TypeRange types,
+                          function_ref<SmallVector<Value>(GpuBuilder &)> thenBody,
+                          function_ref<SmallVector<Value>(GpuBuilder &)> elseBody);
+
   Value threadId() { return gpu::ThreadIdOp::create(builder(), location(), gpu::Dimension::x); }
   Value blockId(gpu::Dimension d) { return gpu::BlockIdOp::create(builder(), location(), d); }
   Value laneId();
@@ -28,10 +37,15 @@ public:
 
   /// Butterfly shuffle across the full warp (f32 or i32).
   Value shuffleXor(Value value, int32_t offset);
+  /// The value of lane - offset (the lane's own value for lane < offset).
+  Value shuffleUp(Value value, int32_t offset);
   /// max / sum over the lanes that differ in the bits of `laneMask` (e.g. 3:
   /// the 4 lanes of a quad; 28: the 8 lanes that share lane % 4).
   Value warpMax(Value value, ArrayRef<int32_t> offsets);
   Value warpSum(Value value, ArrayRef<int32_t> offsets);
+
+  /// The lanes of the warp whose `pred` is true, as a bit mask.
+  Value ballot(Value pred);
 
   /// 2^x with MUFU.EX2 (flushes denormals; -inf gives 0).
   Value exp2(Value x);

@@ -60,8 +60,8 @@ public:
   Value select(Value cond, Value a, Value c);
 
   // Vectors (the CPU lowering vectorises over the head dim).
-  Value loadVector(Value memref, ValueRange indices, VectorType type);
-  void storeVector(Value vector, Value memref, ValueRange indices);
+  Value loadVector(Value memref, ValueRange indices, VectorType type, int64_t alignment = 0);
+  void storeVector(Value vector, Value memref, ValueRange indices, int64_t alignment = 0);
   Value broadcast(Value scalar, VectorType type);
   Value fma(Value a, Value c, Value acc);
   /// sum of the elements of `vector` (may be reassociated).

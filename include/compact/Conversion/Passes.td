@@ -32,4 +32,37 @@ def ConvertCompactToLoops : Pass<"convert-compact-to-loops", "func::FuncOp"> {
   ];
 }
 
+def ConvertCompactToGPU : Pass<"convert-compact-to-gpu", "ModuleOp"> {
+  let summary = "lower compact ops to GPU kernels (gpu / nvgpu / nvvm)";
+  let description = [{
+    Outlines every compact op into one or more kernels (`gpu.func` in
+    `gpu.module @compact_kernels`) and replaces it with `gpu.launch_func`s.
+    Kernels use the tensor cores of sm_80+ (cp.async, ldmatrix, mma.sync
+    m16n8k16, bf16 / f16 operands, f32 accumulation):
+
+    * `compact.paged_attention`: FlashAttention-2 style, one block of 8 warps
+      per 128 GQA-packed query rows of an execution group, K/V pages read in
+      place through the block table and the page table;
+    * `compact.block_scores` / `compact.score_select_union`: Q K^T of a query
+      block against 64 pooled keys per step on the tensor cores, column
+      log-sum-exp, then (fused) threshold and union into the table without
+      writing scores or masks;
+    * `compact.select_blocks`, `compact.block_union`, `compact.select_union`,
+      `compact.dense_table`, `compact.append_kv`, `compact.pool_keys`:
+      memory-bound kernels.
+
+    Each kernel records its block size and grid rule in `compact.block` and
+    `compact.grid`; the runtime launches them with the same rules.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect",
+                           "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::NVVM::NVVMDialect",
+                           "::mlir::LLVM::LLVMDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
 #endif // COMPACT_CONVERSION_PASSES_TD

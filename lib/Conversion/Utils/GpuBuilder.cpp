@@ -6,10 +6,65 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace mlir::compact;
+
+void GpuBuilder::loop(Value lb, Value ub, Value step,
+                      function_ref<void(GpuBuilder &, Value)> body) {
+  forLoop(lb, ub, step, [&](LoopBuilder &l, Value iv) {
+    GpuBuilder inner(l.builder(), l.location());
+    body(inner, iv);
+  });
+}
+
+SmallVector<Value>
+GpuBuilder::loop(Value lb, Value ub, Value step, ValueRange inits,
+                 function_ref<SmallVector<Value>(GpuBuilder &, Value, ValueRange)> body) {
+  auto op = scf::ForOp::create(builder(), location(), lb, ub, step, inits,
+                               [&](OpBuilder &nested, Location l, Value iv, ValueRange iters) {
+                                 GpuBuilder inner(nested, l);
+                                 scf::YieldOp::create(nested, l, body(inner, iv, iters));
+                               });
+  return SmallVector<Value>(op.getResults().begin(), op.getResults().end());
+}
+
+void GpuBuilder::when(Value cond, function_ref<void(GpuBuilder &)> body) {
+  ifThen(cond, [&](LoopBuilder &l) {
+    GpuBuilder inner(l.builder(), l.location());
+    body(inner);
+  });
+}
+
+static void eraseTerminator(Block &block) {
+  if (!block.empty() && block.back().hasTrait<OpTrait::IsTerminator>())
+    block.back().erase();
+}
+
+SmallVector<Value> GpuBuilder::when(Value cond, TypeRange types,
+                                    function_ref<SmallVector<Value>(GpuBuilder &)> thenBody,
+                                    function_ref<SmallVector<Value>(GpuBuilder &)> elseBody) {
+  auto op = scf::IfOp::create(builder(), location(), types, cond, /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(builder());
+    builder().setInsertionPointToStart(&op.getThenRegion().front());
+    GpuBuilder inner(builder(), location());
+    SmallVector<Value> values = thenBody(inner);
+    eraseTerminator(op.getThenRegion().front());
+    scf::YieldOp::create(builder(), location(), values);
+  }
+  {
+    OpBuilder::InsertionGuard guard(builder());
+    builder().setInsertionPointToStart(&op.getElseRegion().front());
+    GpuBuilder inner(builder(), location());
+    SmallVector<Value> values = elseBody(inner);
+    eraseTerminator(op.getElseRegion().front());
+    scf::YieldOp::create(builder(), location(), values);
+  }
+  return SmallVector<Value>(op.getResults().begin(), op.getResults().end());
+}
 
 Value GpuBuilder::laneId() { return rem(threadId(), index(32)); }
 Value GpuBuilder::warpId() { return div(threadId(), index(32)); }
@@ -20,6 +75,12 @@ Value GpuBuilder::shuffleXor(Value value, int32_t offset) {
   return gpu::ShuffleOp::create(builder(), location(), value, offset, /*width=*/32,
                                 gpu::ShuffleMode::XOR)
       .getShuffleResult();
+}
+
+Value GpuBuilder::shuffleUp(Value value, int32_t offset) {
+  auto shuffle = gpu::ShuffleOp::create(builder(), location(), value, offset, /*width=*/32,
+                                        gpu::ShuffleMode::UP);
+  return select(shuffle.getValid(), shuffle.getShuffleResult(), value);
 }
 
 Value GpuBuilder::warpMax(Value value, ArrayRef<int32_t> offsets) {
@@ -34,15 +95,21 @@ Value GpuBuilder::warpSum(Value value, ArrayRef<int32_t> offsets) {
   return value;
 }
 
+Value GpuBuilder::ballot(Value pred) {
+  return NVVM::VoteSyncOp::create(
+      builder(), location(), builder().getI32Type(), i32(-1), pred,
+      NVVM::VoteSyncKindAttr::get(builder().getContext(), NVVM::VoteSyncKind::ballot));
+}
+
 Value GpuBuilder::exp2(Value x) {
-  return LLVM::CallIntrinsicOp::create(builder(), location(),
+  return LLVM::CallIntrinsicOp::create(builder(), location(), builder().getF32Type(),
                                        builder().getStringAttr("llvm.nvvm.ex2.approx.ftz.f"),
                                        ValueRange{x})
       .getResult(0);
 }
 
 Value GpuBuilder::log2(Value x) {
-  return LLVM::CallIntrinsicOp::create(builder(), location(),
+  return LLVM::CallIntrinsicOp::create(builder(), location(), builder().getF32Type(),
                                        builder().getStringAttr("llvm.nvvm.lg2.approx.ftz.f"),
                                        ValueRange{x})
       .getResult(0);

@@ -89,11 +89,15 @@ Value LoopBuilder::select(Value cond, Value a, Value c) {
   return arith::SelectOp::create(b, loc, cond, a, c);
 }
 
-Value LoopBuilder::loadVector(Value memref, ValueRange indices, VectorType type) {
-  return vector::LoadOp::create(b, loc, type, memref, indices);
+Value LoopBuilder::loadVector(Value memref, ValueRange indices, VectorType type,
+                              int64_t alignment) {
+  return vector::LoadOp::create(b, loc, type, memref, indices, /*nontemporal=*/false,
+                                alignment ? llvm::MaybeAlign(alignment) : llvm::MaybeAlign());
 }
-void LoopBuilder::storeVector(Value vector, Value memref, ValueRange indices) {
-  vector::StoreOp::create(b, loc, vector, memref, indices);
+void LoopBuilder::storeVector(Value vector, Value memref, ValueRange indices,
+                              int64_t alignment) {
+  vector::StoreOp::create(b, loc, vector, memref, indices, /*nontemporal=*/false,
+                          alignment ? llvm::MaybeAlign(alignment) : llvm::MaybeAlign());
 }
 Value LoopBuilder::broadcast(Value scalar, VectorType type) {
   return vector::BroadcastOp::create(b, loc, type, scalar);

@@ -1,0 +1,355 @@
+//===- AttentionKernel.cpp - paged attention on the tensor cores ----------===//
+//
+// FlashAttention-2 style, mma.sync m16n8k16 (sm_80+), one block of 8 warps
+// per (128 packed query rows, execution group, sequence):
+//
+//   * GQA packing: the group's s heads and the chunk's C rows form one row
+//     stream, t-major (row r is token r / s of head e * s + r % s), so every
+//     K/V tile serves all s heads and a row tile spans only 128 / s tokens.
+//   * The table walk: the group's blocks (ascending) in 64-key tiles; a tile
+//     lies in one page (page size >= 64), found through the page table, and
+//     is copied in place with cp.async into swizzled shared memory, two
+//     stages deep. Blocks that start after the tile's last query are skipped.
+//   * Per warp 16 rows: Q fragments stay in registers; S = Q K^T (ldmatrix),
+//     the causal / context mask on the tiles that need it, the online softmax
+//     in base 2 (scale folded into the logits), P cast to bf16/f16 in
+//     registers (the accumulator layout is the next A operand), O += P V
+//     (ldmatrix.trans).
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelPlan.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::compact;
+using namespace mlir::compact::gpu_lowering;
+using arith::CmpFPredicate;
+using arith::CmpIPredicate;
+
+namespace {
+
+constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256, kKeys = 64;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+struct AttentionConfig {
+  int64_t qHeads, groupSize, execGroupSize, headDim, pageSize, blockSize;
+  KVLayout layout;
+  float scale;
+  Type element;
+  bool withLse;
+
+  int64_t tileBytes() const { return kKeys * headDim * 2; }
+  int64_t queryBytes() const { return kRows * headDim * 2; }
+  int64_t sharedBytes() const { return queryBytes() + 4 * tileBytes(); }
+  int64_t chunksPerRow() const { return headDim / 8; }
+};
+
+/// Index of the first table entry whose block starts after `maxPos` (the
+/// entries ascend): a branch-free binary search.
+Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, Value maxPos,
+                    int64_t blockSize) {
+  Value lo = gb.index(0), hi = count;
+  for (int i = 0; i < 32; ++i) {
+    Value open = gb.cmp(CmpIPredicate::ult, lo, hi);
+    Value mid = gb.div(gb.add(lo, hi), gb.index(2));
+    Value read = gb.min(mid, gb.max(gb.sub(count, gb.index(1)), gb.index(0)));
+    Value kb = gb.toIndex(gb.load(table, {b, e, read}));
+    Value before = gb.cmp(CmpIPredicate::ule, gb.mul(kb, gb.index(blockSize)), maxPos);
+    lo = gb.select(gb.andI(open, before), gb.add(mid, gb.index(1)), lo);
+    Value after = arith::XOrIOp::create(gb.builder(), gb.location(), before,
+                                        arith::ConstantIntOp::create(gb.builder(), gb.location(),
+                                                                     gb.builder().getI1Type(), 1));
+    hi = gb.select(gb.andI(open, after), mid, hi);
+  }
+  return lo;
+}
+
+} // namespace
+
+FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuilder &host) {
+  Value q = op.getQ(), kCache = op.getKCache();
+  AttentionConfig cfg;
+  cfg.qHeads = staticDim(q, 2);
+  cfg.headDim = staticDim(q, 3);
+  cfg.layout = op.getLayout();
+  cfg.pageSize = cachePageSize(kCache, cfg.layout);
+  cfg.groupSize = cfg.qHeads / cacheKVHeads(kCache, cfg.layout);
+  cfg.execGroupSize = op.getExecGroupSize();
+  cfg.blockSize = op.getBlockSize();
+  cfg.scale = op.getEffectiveScale();
+  cfg.element = elementType(q);
+  cfg.withLse = bool(op.getLse());
+  if (cfg.headDim != 64 && cfg.headDim != 128)
+    return op.emitOpError() << "GPU lowering of attention supports head dim 64 or 128, got "
+                            << cfg.headDim;
+  if (cfg.pageSize % kKeys != 0)
+    return op.emitOpError() << "GPU lowering of attention needs a page size that is a multiple "
+                               "of 64, got "
+                            << cfg.pageSize;
+  if (!cfg.element.isBF16() && !cfg.element.isF16())
+    return op.emitOpError() << "GPU lowering of attention needs bf16 or f16 data, got "
+                            << cfg.element;
+
+  KernelPlan plan;
+  plan.role = "attention";
+  plan.operands = {q, kCache, op.getVCache(), op.getPageTable(), op.getCtxLens(),
+                   op.getBlockTable(), op.getBlockCounts(), op.getOut()};
+  if (cfg.withLse)
+    plan.operands.push_back(op.getLse());
+  Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
+  plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.dim(op.getBlockTable(), 1),
+               host.dim(q, 0)};
+  plan.block = {kThreads, 1, 1};
+  plan.sharedBytes = host.index(cfg.sharedBytes());
+  plan.gridRule = "[ceil(C * s / 128), E, B]";
+  plan.minBlocksPerMultiprocessor = 1;
+  plan.body = [cfg](GpuBuilder &gb, ValueRange args, Value shared) {
+    Value q = args[0], kCache = args[1], vCache = args[2], pageTable = args[3];
+    Value ctxLens = args[4], table = args[5], counts = args[6], out = args[7];
+    Value lse = cfg.withLse ? args[8] : Value();
+    Type f32 = gb.builder().getF32Type();
+    const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
+    const int64_t tilesPerBlock = cfg.blockSize / kKeys;
+
+    Value tileM = gb.blockId(gpu::Dimension::x), e = gb.blockId(gpu::Dimension::y);
+    Value b = gb.blockId(gpu::Dimension::z);
+    Value tid = gb.threadId(), lane = gb.laneId(), warp = gb.warpId();
+    Value chunkLen = gb.dim(q, 1);
+    Value ctxLen = gb.toIndex(gb.load(ctxLens, {b}));
+    Value prefix = gb.sub(ctxLen, chunkLen);
+    Value rows = gb.mul(chunkLen, gb.index(s));
+    Value m0 = gb.mul(tileM, gb.index(kRows));
+    Value kv = gb.div(gb.mul(e, gb.index(s)), gb.index(cfg.groupSize));
+    Value count = gb.toIndex(gb.load(counts, {b, e}));
+    Value lastRow = gb.min(gb.add(m0, gb.index(kRows - 1)), gb.sub(rows, gb.index(1)));
+    Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
+    Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
+    Value active = activeEntries(gb, table, b, e, count, maxPos, cfg.blockSize);
+    Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
+
+    Value queryTile = gb.sharedView(shared, 0, {kRows, d}, cfg.element);
+    Value keyTiles = gb.sharedView(shared, cfg.queryBytes(), {2, kKeys, d}, cfg.element);
+    Value valueTiles =
+        gb.sharedView(shared, cfg.queryBytes() + 2 * cfg.tileBytes(), {2, kKeys, d}, cfg.element);
+
+    // Copies of K/V tile `tile` (when `want`) into `stage`.
+    auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
+                         SmallVector<Value> &tokens) {
+      Value entry = l.div(tile, l.index(tilesPerBlock));
+      Value kb = l.toIndex(l.load(table, {b, e, entry}));
+      Value j0 = l.add(l.mul(kb, l.index(cfg.blockSize)),
+                       l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
+      Value page = l.toIndex(l.load(pageTable, {b, l.div(j0, l.index(cfg.pageSize))}));
+      Value slot0 = l.rem(j0, l.index(cfg.pageSize));
+      for (int64_t i = 0; i < kKeys * cpr / kThreads; ++i) {
+        Value c = l.add(l.index(i * kThreads), l.threadId());
+        Value r = l.div(c, l.index(cpr));
+        Value x = l.mul(l.rem(c, l.index(cpr)), l.index(8));
+        // Keys past the context are zero-filled: not even their (stale) page
+        // slots are read.
+        Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, l.add(j0, r), ctxLen));
+        SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, l.add(slot0, r), kv, x);
+        Value col = swizzledColumn(l, r, x);
+        tokens.push_back(l.copyAsync16(keyTiles, {stage, r, col}, kCache, src, valid));
+        tokens.push_back(l.copyAsync16(valueTiles, {stage, r, col}, vCache, src, valid));
+      }
+    };
+
+    // Prologue: the row tile's queries and the first K/V tile.
+    SmallVector<Value> tokens;
+    for (int64_t i = 0; i < kRows * cpr / kThreads; ++i) {
+      Value c = gb.add(gb.index(i * kThreads), tid);
+      Value r = gb.div(c, gb.index(cpr));
+      Value x = gb.mul(gb.rem(c, gb.index(cpr)), gb.index(8));
+      Value packed = gb.add(m0, r);
+      Value valid = gb.cmp(CmpIPredicate::ult, packed, rows);
+      Value packedRead = gb.min(packed, gb.sub(rows, gb.index(1)));
+      Value t = gb.div(packedRead, gb.index(s));
+      Value h = gb.add(gb.mul(e, gb.index(s)), gb.rem(packedRead, gb.index(s)));
+      tokens.push_back(
+          gb.copyAsync16(queryTile, {r, swizzledColumn(gb, r, x)}, q, {b, t, h, x}, valid));
+    }
+    Value anyTile = gb.cmp(CmpIPredicate::ugt, numTiles, gb.index(0));
+    issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens);
+    gb.commitGroup(tokens);
+    gb.waitGroups(0);
+    gb.barrier();
+
+    // This warp's 16 query rows as A fragments, for the whole head dim.
+    SmallVector<SmallVector<Value, 4>> qFrag;
+    {
+      Value r = gb.add(gb.mul(warp, gb.index(16)), gb.rem(lane, gb.index(16)));
+      for (int64_t ks = 0; ks < d / 16; ++ks) {
+        Value col = gb.add(gb.index(ks * 16), gb.mul(gb.div(lane, gb.index(16)), gb.index(8)));
+        qFrag.push_back(gb.ldmatrix(queryTile, {r, swizzledColumn(gb, r, col)}, 4, false));
+      }
+    }
+    Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
+    Value rowLo = gb.add(gb.add(m0, gb.mul(warp, gb.index(16))), groupRow);
+    Value rowHi = gb.add(rowLo, gb.index(8));
+    Value posLo = gb.add(prefix, gb.div(rowLo, gb.index(s)));
+    Value posHi = gb.add(prefix, gb.div(rowHi, gb.index(s)));
+    const float logitScale = float(cfg.scale * kLog2e);
+
+    // Loop state: O (D/8 n-tiles x 4), then m and l of the two rows.
+    const int64_t oTiles = d / 8;
+    SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
+    init.append({gb.negInf(f32), gb.negInf(f32), gb.f32(0.0f), gb.f32(0.0f)});
+    SmallVector<Value> state = gb.loop(
+        gb.index(0), numTiles, gb.index(1), init,
+        [&](GpuBuilder &l, Value tile, ValueRange iters) {
+          Value stage = l.rem(tile, l.index(2));
+          Value nextStage = l.sub(l.index(1), stage);
+          // Prefetch the next tile (a zero-filled dummy after the last).
+          Value next = l.add(tile, l.index(1));
+          Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+          SmallVector<Value> nextTokens;
+          issueTile(l, l.select(hasNext, next, tile), hasNext, nextStage, nextTokens);
+          l.commitGroup(nextTokens);
+          l.waitGroups(1);
+          l.barrier();
+
+          // S = Q K^T: 16 rows x 64 keys per warp.
+          SmallVector<SmallVector<Value, 4>> sAcc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
+          for (int64_t ks = 0; ks < d / 16; ++ks)
+            for (int64_t np = 0; np < 4; ++np) {
+              Value key = l.add(l.index(np * 16),
+                                l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
+                                      l.rem(l.laneId(), l.index(8))));
+              Value col = l.add(l.index(ks * 16), l.mul(l.rem(l.div(l.laneId(), l.index(8)),
+                                                                l.index(2)),
+                                                          l.index(8)));
+              SmallVector<Value, 4> bFrag =
+                  l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
+              sAcc[2 * np] = l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, sAcc[2 * np], cfg.element);
+              sAcc[2 * np + 1] =
+                  l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, sAcc[2 * np + 1], cfg.element);
+            }
+          SmallVector<Value> logits;
+          for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t c = 0; c < 4; ++c)
+              logits.push_back(l.mulF(sAcc[nt][c], l.f32(logitScale)));
+
+          // Mask keys after the row's position or past the context, on the
+          // tiles where that can happen.
+          Value entry = l.div(tile, l.index(tilesPerBlock));
+          Value kb = l.toIndex(l.load(table, {b, e, entry}));
+          Value j0 = l.add(l.mul(kb, l.index(cfg.blockSize)),
+                           l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
+          Value jLast = l.add(j0, l.index(kKeys - 1));
+          Value needMask = l.orI(l.cmp(CmpIPredicate::ugt, jLast, minPos),
+                                 l.cmp(CmpIPredicate::uge, jLast, ctxLen));
+          SmallVector<Type> types(logits.size(), f32);
+          logits = l.when(
+              needMask, types,
+              [&](GpuBuilder &lm) {
+                SmallVector<Value> masked;
+                for (int64_t nt = 0; nt < 8; ++nt)
+                  for (int64_t c = 0; c < 4; ++c) {
+                    Value j = lm.add(lm.add(j0, lm.index(nt * 8 + c % 2)),
+                                     lm.mul(quadCol, lm.index(2)));
+                    Value pos = c < 2 ? posLo : posHi;
+                    Value visible = lm.andI(lm.cmp(CmpIPredicate::ule, j, pos),
+                                            lm.cmp(CmpIPredicate::ult, j, ctxLen));
+                    masked.push_back(
+                        lm.select(visible, logits[nt * 4 + c], lm.negInf(f32)));
+                  }
+                return masked;
+              },
+              [&](GpuBuilder &) { return logits; });
+
+          // Online softmax of the two rows this thread holds (quads share rows).
+          SmallVector<Value> o(iters.begin(), iters.begin() + oTiles * 4);
+          Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
+          Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
+          Value mNew[2], lNew[2];
+          SmallVector<Value> p(logits.size());
+          for (int half = 0; half < 2; ++half) {
+            Value mx = l.negInf(f32);
+            for (int64_t nt = 0; nt < 8; ++nt)
+              mx = l.maxF(mx, l.maxF(logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]));
+            mx = l.warpMax(mx, {1, 2});
+            mNew[half] = l.maxF(mOld[half], mx);
+            Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, mNew[half], l.negInf(f32)),
+                                   l.f32(0.0f), mNew[half]);
+            Value alpha = l.exp2(l.subF(mOld[half], mSafe));
+            Value sum = l.f32(0.0f);
+            for (int64_t nt = 0; nt < 8; ++nt)
+              for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
+                p[nt * 4 + c] = l.exp2(l.subF(logits[nt * 4 + c], mSafe));
+                sum = l.addF(sum, p[nt * 4 + c]);
+              }
+            lNew[half] = l.addF(l.mulF(lOld[half], alpha), sum);
+            for (int64_t dn = 0; dn < oTiles; ++dn)
+              for (int64_t c = 2 * half; c < 2 * half + 2; ++c)
+                o[dn * 4 + c] = l.mulF(o[dn * 4 + c], alpha);
+          }
+
+          // O += P V: P (16 x 64) as A fragments straight from registers.
+          for (int64_t kk = 0; kk < 4; ++kk) {
+            SmallVector<Value, 4> a = {
+                l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
+                l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
+                l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
+                l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)};
+            Value key = l.add(l.index(kk * 16),
+                              l.add(l.rem(l.laneId(), l.index(8)),
+                                    l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)),
+                                          l.index(8))));
+            for (int64_t dp = 0; dp < d / 16; ++dp) {
+              Value col = l.add(l.index(dp * 16),
+                                l.mul(l.div(l.laneId(), l.index(16)), l.index(8)));
+              SmallVector<Value, 4> bFrag =
+                  l.ldmatrix(valueTiles, {stage, key, swizzledColumn(l, key, col)}, 4, true);
+              SmallVector<Value, 4> lo(o.begin() + (2 * dp) * 4, o.begin() + (2 * dp) * 4 + 4);
+              SmallVector<Value, 4> hi(o.begin() + (2 * dp + 1) * 4,
+                                       o.begin() + (2 * dp + 1) * 4 + 4);
+              lo = l.mma16816(a, {bFrag[0], bFrag[1]}, lo, cfg.element);
+              hi = l.mma16816(a, {bFrag[2], bFrag[3]}, hi, cfg.element);
+              std::copy(lo.begin(), lo.end(), o.begin() + (2 * dp) * 4);
+              std::copy(hi.begin(), hi.end(), o.begin() + (2 * dp + 1) * 4);
+            }
+          }
+          // Everyone is done with this stage before it is refilled.
+          l.barrier();
+          SmallVector<Value> next2(o.begin(), o.end());
+          next2.append({mNew[0], mNew[1], lNew[0], lNew[1]});
+          return next2;
+        });
+
+    // Epilogue: O / l, written per row; a row that saw no key gets zeros.
+    const int64_t oTiles2 = d / 8;
+    for (int half = 0; half < 2; ++half) {
+      Value row = half == 0 ? rowLo : rowHi;
+      Value m = state[oTiles2 * 4 + half];
+      Value l = gb.warpSum(state[oTiles2 * 4 + 2 + half], {1, 2});
+      Value seen = gb.cmpF(CmpFPredicate::OGT, l, gb.f32(0.0f));
+      Value inv = gb.select(seen, gb.divF(gb.f32(1.0f), l), gb.f32(0.0f));
+      gb.when(gb.cmp(CmpIPredicate::ult, row, rows), [&](GpuBuilder &w) {
+        Value t = w.div(row, w.index(s));
+        Value h = w.add(w.mul(e, w.index(s)), w.rem(row, w.index(s)));
+        auto pairType = VectorType::get({2}, cfg.element);
+        auto f32x2 = VectorType::get({2}, f32);
+        for (int64_t dn = 0; dn < oTiles2; ++dn) {
+          Value x = w.add(w.index(dn * 8), w.mul(quadCol, w.index(2)));
+          Value pair = vector::FromElementsOp::create(
+              w.builder(), w.location(), f32x2,
+              ValueRange{w.mulF(state[dn * 4 + 2 * half], inv),
+                         w.mulF(state[dn * 4 + 2 * half + 1], inv)});
+          w.storeVector(w.truncF(pair, pairType), out, {b, t, h, x}, 4);
+        }
+        if (lse) {
+          w.when(w.cmp(CmpIPredicate::eq, quadCol, w.index(0)), [&](GpuBuilder &wl) {
+            Value value = wl.mulF(wl.addF(m, wl.log2(l)), wl.f32(float(kLn2)));
+            wl.store(wl.select(seen, value, wl.negInf(f32)), lse, {b, h, t});
+          });
+        }
+      });
+    }
+  };
+  return Plans{std::move(plan)};
+}
