@@ -44,4 +44,7 @@ void mlir::compact::registerPipelines() {
         if (failed(buildCpuPipeline(pm, options)))
           llvm::report_fatal_error("compact-cpu-pipeline: bad pipeline text");
       });
+  PassPipelineRegistration<GpuPipelineOptions>(
+      "compact-gpu-pipeline", "compact ops to GPU kernels and a gpu.binary (PTX for sm_90a)",
+      buildGpuPipeline);
 }

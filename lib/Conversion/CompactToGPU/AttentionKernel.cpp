@@ -96,21 +96,29 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
 
   KernelPlan plan;
   plan.role = "attention";
-  plan.operands = {q, kCache, op.getVCache(), op.getPageTable(), op.getCtxLens(),
-                   op.getBlockTable(), op.getBlockCounts(), op.getOut()};
+  plan.args = {{"q", q},
+               {"k_cache", kCache},
+               {"v_cache", op.getVCache()},
+               {"page_table", op.getPageTable()},
+               {"ctx_lens", op.getCtxLens()},
+               {"block_table", op.getBlockTable()},
+               {"block_counts", op.getBlockCounts()},
+               {"out", op.getOut()},
+               {"scale", host.f32(cfg.scale)}};
   if (cfg.withLse)
-    plan.operands.push_back(op.getLse());
+    plan.args.push_back({"lse", op.getLse()});
   Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
   plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.dim(op.getBlockTable(), 1),
                host.dim(q, 0)};
   plan.block = {kThreads, 1, 1};
-  plan.sharedBytes = host.index(cfg.sharedBytes());
+  plan.shared.fixed = cfg.sharedBytes();
   plan.gridRule = "[ceil(C * s / 128), E, B]";
   plan.minBlocksPerMultiprocessor = 1;
   plan.body = [cfg](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], kCache = args[1], vCache = args[2], pageTable = args[3];
     Value ctxLens = args[4], table = args[5], counts = args[6], out = args[7];
-    Value lse = cfg.withLse ? args[8] : Value();
+    Value scale = args[8];
+    Value lse = cfg.withLse ? args[9] : Value();
     Type f32 = gb.builder().getF32Type();
     const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
     const int64_t tilesPerBlock = cfg.blockSize / kKeys;
@@ -193,7 +201,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value rowHi = gb.add(rowLo, gb.index(8));
     Value posLo = gb.add(prefix, gb.div(rowLo, gb.index(s)));
     Value posHi = gb.add(prefix, gb.div(rowHi, gb.index(s)));
-    const float logitScale = float(cfg.scale * kLog2e);
+    // Logits in log2 units: exp2 is one MUFU instruction.
+    Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
 
     // Loop state: O (D/8 n-tiles x 4), then m and l of the two rows.
     const int64_t oTiles = d / 8;
@@ -232,7 +241,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           SmallVector<Value> logits;
           for (int64_t nt = 0; nt < 8; ++nt)
             for (int64_t c = 0; c < 4; ++c)
-              logits.push_back(l.mulF(sAcc[nt][c], l.f32(logitScale)));
+              logits.push_back(l.mulF(sAcc[nt][c], logitScale));
 
           // Mask keys after the row's position or past the context, on the
           // tiles where that can happen.

@@ -75,8 +75,13 @@ LogicalResult outline(Operation *op, func::FuncOp func, gpu::GPUModuleOp kernels
   MLIRContext *ctx = op->getContext();
   for (KernelPlan &plan : *plans) {
     SmallVector<Type> argTypes;
-    for (Value v : plan.operands)
-      argTypes.push_back(v.getType());
+    SmallVector<Value> operands;
+    SmallVector<Attribute> argNames;
+    for (auto &[name, value] : plan.args) {
+      argTypes.push_back(value.getType());
+      operands.push_back(value);
+      argNames.push_back(StringAttr::get(ctx, name));
+    }
     OpBuilder kb(kernels.getBody(), kernels.getBody()->end());
     std::string name = (func.getSymName() + "_" + plan.role).str();
     auto kernel = gpu::GPUFuncOp::create(kb, op->getLoc(), name,
@@ -86,6 +91,10 @@ LogicalResult outline(Operation *op, func::FuncOp func, gpu::GPUModuleOp kernels
     kernel.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, block));
     kernel->setAttr("compact.block", DenseI64ArrayAttr::get(ctx, plan.block));
     kernel->setAttr("compact.grid", StringAttr::get(ctx, plan.gridRule));
+    kernel->setAttr("compact.arg_names", ArrayAttr::get(ctx, argNames));
+    kernel->setAttr("compact.shared_memory",
+                    DenseI64ArrayAttr::get(ctx, {plan.shared.fixed, plan.shared.perBlock,
+                                                 plan.shared.perWord}));
     if (plan.minBlocksPerMultiprocessor > 0)
       kernel->setAttr("nvvm.minctasm",
                       IntegerAttr::get(IntegerType::get(ctx, 32), plan.minBlocksPerMultiprocessor));
@@ -105,10 +114,17 @@ LogicalResult outline(Operation *op, func::FuncOp func, gpu::GPUModuleOp kernels
     gpu::KernelDim3 grid{plan.grid[0], plan.grid[1], plan.grid[2]};
     gpu::KernelDim3 threads{host.index(plan.block[0]), host.index(plan.block[1]),
                             host.index(plan.block[2])};
-    Value sharedBytes = arith::IndexCastOp::create(hostBuilder, op->getLoc(),
-                                                   hostBuilder.getI32Type(), plan.sharedBytes);
+    Value bytes = host.index(plan.shared.fixed);
+    if (plan.shared.perBlock || plan.shared.perWord) {
+      Value kb = plan.blockCapacity;
+      bytes = host.add(bytes, host.mul(kb, host.index(plan.shared.perBlock)));
+      bytes = host.add(bytes, host.mul(host.ceilDiv(kb, host.index(32)),
+                                       host.index(plan.shared.perWord)));
+    }
+    Value sharedBytes =
+        arith::IndexCastOp::create(hostBuilder, op->getLoc(), hostBuilder.getI32Type(), bytes);
     gpu::LaunchFuncOp::create(hostBuilder, op->getLoc(), kernel, grid, threads, sharedBytes,
-                              plan.operands);
+                              operands);
   }
   op->erase();
   return success();

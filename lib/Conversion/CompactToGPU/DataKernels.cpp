@@ -44,13 +44,13 @@ FailureOr<Plans> gpu_lowering::planAppendKV(AppendKVOp op, LoopBuilder &host) {
 
   KernelPlan plan;
   plan.role = "append";
-  plan.operands = {op.getKNew(), op.getVNew(), op.getPageTable(), op.getCtxLens(),
-                   op.getKCache(), op.getVCache()};
+  plan.args = {{"k_new", op.getKNew()},       {"v_new", op.getVNew()},
+               {"page_table", op.getPageTable()}, {"ctx_lens", op.getCtxLens()},
+               {"k_cache", op.getKCache()},   {"v_cache", op.getVCache()}};
   Value chunkLen = host.dim(op.getKNew(), 1);
   Value work = host.mul(chunkLen, host.index(kvHeads * chunksPerRow));
   plan.grid = {host.ceilDiv(work, host.index(threads)), host.dim(op.getKNew(), 0), host.index(1)};
   plan.block = {threads, 1, 1};
-  plan.sharedBytes = host.index(0);
   plan.gridRule = "[ceil(C * Hkv * D / 8 / 256), B, 1]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value) {
     Value kNew = args[0], vNew = args[1], pageTable = args[2], ctxLens = args[3];
@@ -84,13 +84,15 @@ FailureOr<Plans> gpu_lowering::planPoolKeys(PoolKeysOp op, LoopBuilder &host) {
 
   KernelPlan plan;
   plan.role = "pool";
-  plan.operands = {op.getKCache(), op.getPageTable(), op.getCtxLens(), op.getChunkLen(),
-                   op.getPooled()};
+  plan.args = {{"k_cache", op.getKCache()},
+               {"page_table", op.getPageTable()},
+               {"ctx_lens", op.getCtxLens()},
+               {"chunk_len", op.getChunkLen()},
+               {"pooled", op.getPooled()}};
   // A chunk of C tokens touches at most ceil(C / bs) + 1 blocks.
   Value touched = host.add(host.ceilDiv(op.getChunkLen(), host.index(bs)), host.index(1));
   plan.grid = {touched, host.index(kvHeads), host.dim(op.getPooled(), 0)};
   plan.block = {headDim, 1, 1};
-  plan.sharedBytes = host.index(0);
   plan.gridRule = "[ceil(C / bs) + 1, Hkv, B]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value) {
     Value kCache = args[0], pageTable = args[1], ctxLens = args[2], chunkLen = args[3];
@@ -125,10 +127,9 @@ FailureOr<Plans> gpu_lowering::planDenseTable(DenseTableOp op, LoopBuilder &host
   const int64_t bs = op.getBlockSize(), threads = 256;
   KernelPlan plan;
   plan.role = "dense";
-  plan.operands = {op.getCtxLens(), op.getTable(), op.getCounts()};
+  plan.args = {{"ctx_lens", op.getCtxLens()}, {"table", op.getTable()}, {"counts", op.getCounts()}};
   plan.grid = {host.dim(op.getTable(), 1), host.dim(op.getTable(), 0), host.index(1)};
   plan.block = {threads, 1, 1};
-  plan.sharedBytes = host.index(0);
   plan.gridRule = "[E, B, 1]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value) {
     Value ctxLens = args[0], table = args[1], counts = args[2];

@@ -24,17 +24,25 @@ namespace mlir::compact::gpu_lowering {
 struct KernelPlan {
   /// Suffix of the kernel's name (the op may need several kernels).
   std::string role;
-  /// Host values passed to the kernel, in order (memrefs and index scalars).
-  SmallVector<Value> operands;
+  /// Host values passed to the kernel, in order (memrefs, index, f32), with
+  /// the names the kernel library manifest gives them (the op's operand
+  /// names, and `chunk_len`, `scale`, `threshold`, `sink`, `window`).
+  SmallVector<std::pair<std::string, Value>> args;
   /// Grid (host index values) and block.
   std::array<Value, 3> grid;
   std::array<int64_t, 3> block{1, 1, 1};
-  /// Dynamic shared memory in bytes (host index value).
-  Value sharedBytes;
+  /// Dynamic shared memory: fixed + perBlock * Kb + perWord * ceil(Kb / 32)
+  /// bytes, Kb the KV block capacity (`blockCapacity`, a host value; may be
+  /// null when only `fixed` is used).
+  struct SharedMemory {
+    int64_t fixed = 0, perBlock = 0, perWord = 0;
+  } shared;
+  Value blockCapacity;
   /// The grid as the runtime computes it, for the kernel library manifest.
   std::string gridRule;
   /// Emits the body; `args` are the kernel's arguments (same order as
-  /// `operands`), `shared` the kernel's dynamic shared memory (i8, workgroup).
+  /// `args` above), `shared` the kernel's dynamic shared memory (i8,
+  /// workgroup).
   std::function<void(GpuBuilder &, ValueRange args, Value shared)> body;
   /// Resident blocks per multiprocessor the kernel is built for (0: any).
   int64_t minBlocksPerMultiprocessor = 0;
@@ -71,7 +79,11 @@ int64_t cachePageSize(Value cache, KVLayout layout);
 /// The kv-heads dim of a cache operand.
 int64_t cacheKVHeads(Value cache, KVLayout layout);
 
-/// Selection parameters of the thresholding ops.
+/// Selection parameters of the thresholding ops. Only the mode changes code;
+/// threshold, sink and window are kernel arguments, so one kernel serves
+/// every alpha. `thresholdArgument` is what the kernel receives: ln(alpha)
+/// for rowmax_log (computed once in fp32 on the host, as the reference does),
+/// the threshold itself otherwise.
 struct SelectionRule {
   ThresholdMode mode;
   float threshold;
@@ -81,6 +93,15 @@ struct SelectionRule {
     return {op.getMode(), op.getThreshold().convertToFloat(), int64_t(op.getSink()),
             int64_t(op.getWindow())};
   }
+  float thresholdArgument() const;
+  /// Appends `threshold`, `sink` and `window` to a plan's arguments.
+  void appendArgs(LoopBuilder &host, KernelPlan &plan) const;
+};
+
+/// The selection arguments inside a kernel (see SelectionRule::appendArgs).
+struct SelectionArgs {
+  ThresholdMode mode;
+  Value threshold, sink, window;
 };
 
 /// The union bit words of group (b, e) live in the first ceil(Kb / 32) entries
@@ -110,7 +131,7 @@ void emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR &g, Value word
 /// its kb). Decisions cover kb < kbCap; beyond last(qb) they are 0.
 /// `scratch` is 32 x f32 of shared memory.
 void emitSelectRow(GpuBuilder &gb, const SeqGeometryIR &g, Value qb, Value kbCap,
-                   const SelectionRule &rule, Value scratch, int64_t threads,
+                   const SelectionArgs &rule, Value scratch, int64_t threads,
                    function_ref<Value(GpuBuilder &, Value kb)> score,
                    function_ref<void(GpuBuilder &, Value wordIndex, Value word, Value bit,
                                      Value kb)>

@@ -94,19 +94,29 @@ Value sharedI32(GpuBuilder &gb, Value shared, int64_t byteOffset, Value count) {
 }
 
 /// The selection bound of a row given its max (see compact.select_blocks).
-Value selectionBound(GpuBuilder &gb, const SelectionRule &rule, Value rowMax) {
+Value selectionBound(GpuBuilder &gb, const SelectionArgs &rule, Value rowMax) {
   switch (rule.mode) {
   case ThresholdMode::RowMaxLog:
-    return gb.addF(rowMax, gb.f32(std::log(rule.threshold)));
+    return gb.addF(rowMax, rule.threshold);
   case ThresholdMode::RowMax:
-    return gb.mulF(gb.f32(rule.threshold), rowMax);
+    return gb.mulF(rule.threshold, rowMax);
   case ThresholdMode::Absolute:
-    return gb.f32(rule.threshold);
+    return rule.threshold;
   }
-  return gb.f32(rule.threshold);
+  return rule.threshold;
 }
 
 } // namespace
+
+float SelectionRule::thresholdArgument() const {
+  return mode == ThresholdMode::RowMaxLog ? std::log(threshold) : threshold;
+}
+
+void SelectionRule::appendArgs(LoopBuilder &host, KernelPlan &plan) const {
+  plan.args.push_back({"threshold", host.f32(thresholdArgument())});
+  plan.args.push_back({"sink", host.index(sink)});
+  plan.args.push_back({"window", host.index(window)});
+}
 
 Value gpu_lowering::blockMax(GpuBuilder &gb, Value value, Value scratch, int64_t threads) {
   const int64_t warps = threads / 32;
@@ -123,7 +133,7 @@ Value gpu_lowering::blockMax(GpuBuilder &gb, Value value, Value scratch, int64_t
 }
 
 void gpu_lowering::emitSelectRow(
-    GpuBuilder &gb, const SeqGeometryIR &g, Value qb, Value kbCap, const SelectionRule &rule,
+    GpuBuilder &gb, const SeqGeometryIR &g, Value qb, Value kbCap, const SelectionArgs &rule,
     Value scratch, int64_t threads, function_ref<Value(GpuBuilder &, Value kb)> score,
     function_ref<void(GpuBuilder &, Value, Value, Value, Value)> emitWord) {
   Type f32 = gb.builder().getF32Type();
@@ -145,8 +155,8 @@ void gpu_lowering::emitSelectRow(
     Value s = score(l, l.min(kb, l.sub(end, l.index(1))));
     Value passes = l.andI(l.cmpF(CmpFPredicate::OGE, s, bound),
                           l.cmpF(CmpFPredicate::UNE, s, l.negInf(f32)));
-    Value inSink = l.cmp(CmpIPredicate::ult, kb, l.index(rule.sink));
-    Value inWindow = l.cmp(CmpIPredicate::ugt, l.add(kb, l.index(rule.window)), last);
+    Value inSink = l.cmp(CmpIPredicate::ult, kb, rule.sink);
+    Value inWindow = l.cmp(CmpIPredicate::ugt, l.add(kb, rule.window), last);
     Value keep = l.andI(inRow, l.orI(passes, l.orI(inSink, inWindow)));
     Value word = l.ballot(keep);
     Value wordIndex = l.div(l.add(l.mul(round, l.index(threads)), l.mul(l.warpId(), l.index(32))),
@@ -216,19 +226,14 @@ namespace {
 /// Shared memory of the table kernels: 8 x i32 scan scratch, then the words.
 constexpr int64_t kWordsOffset = 64;
 
-Value tableKernelShared(LoopBuilder &host, Value kbCap) {
-  return host.add(host.index(kWordsOffset), host.mul(host.ceilDiv(kbCap, host.index(32)),
-                                                     host.index(4)));
-}
 } // namespace
 
 KernelPlan gpu_lowering::planClearUnionWords(LoopBuilder &host, Value table) {
   KernelPlan plan;
   plan.role = "clear";
-  plan.operands = {table};
+  plan.args = {{"table", table}};
   plan.grid = {host.dim(table, 1), host.dim(table, 0), host.index(1)};
   plan.block = {128, 1, 1};
-  plan.sharedBytes = host.index(0);
   plan.gridRule = "[E, B, 1]";
   plan.body = [](GpuBuilder &gb, ValueRange args, Value) {
     Value table = args[0];
@@ -244,10 +249,12 @@ KernelPlan gpu_lowering::planTableFromWords(LoopBuilder &host, Value ctxLens, Va
                                             int64_t blockSize, Value table, Value counts) {
   KernelPlan plan;
   plan.role = "table";
-  plan.operands = {ctxLens, chunkLen, table, counts};
+  plan.args = {{"ctx_lens", ctxLens}, {"chunk_len", chunkLen}, {"table", table},
+               {"counts", counts}};
   plan.grid = {host.dim(table, 1), host.dim(table, 0), host.index(1)};
   plan.block = {kTableThreads, 1, 1};
-  plan.sharedBytes = tableKernelShared(host, host.dim(table, 2));
+  plan.shared = {kWordsOffset, 0, 4};
+  plan.blockCapacity = host.dim(table, 2);
   plan.gridRule = "[E, B, 1]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value ctxLens = args[0], chunkLen = args[1], table = args[2], counts = args[3];
@@ -270,11 +277,15 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
   const int64_t bs = op.getBlockSize(), s = op.getExecGroupSize();
   KernelPlan plan;
   plan.role = "union";
-  plan.operands = {op.getMask(), op.getCtxLens(), op.getChunkLen(), op.getTable(),
-                   op.getCounts()};
+  plan.args = {{"mask", op.getMask()},
+               {"ctx_lens", op.getCtxLens()},
+               {"chunk_len", op.getChunkLen()},
+               {"table", op.getTable()},
+               {"counts", op.getCounts()}};
   plan.grid = {host.dim(op.getTable(), 1), host.dim(op.getTable(), 0), host.index(1)};
   plan.block = {kTableThreads, 1, 1};
-  plan.sharedBytes = tableKernelShared(host, host.dim(op.getTable(), 2));
+  plan.shared = {kWordsOffset, 0, 4};
+  plan.blockCapacity = host.dim(op.getTable(), 2);
   plan.gridRule = "[E, B, 1]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value mask = args[0], ctxLens = args[1], chunkLen = args[2], table = args[3];
@@ -325,31 +336,32 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
 namespace {
 /// A block per (query block, head, sequence) thresholding a score row held in
 /// global memory; `emitWord` takes the decisions.
+/// Arguments: scores, ctx_lens, chunk_len, the output, threshold, sink, window.
 KernelPlan planThresholdRows(
-    LoopBuilder &host, StringRef role, SmallVector<Value> operands, Value scores,
-    Value chunkLen, int64_t blockSize, SelectionRule rule,
+    LoopBuilder &host, StringRef role, Value scores, Value ctxLens, Value chunkLen,
+    std::pair<std::string, Value> output, int64_t blockSize, SelectionRule rule,
     std::function<void(GpuBuilder &, ValueRange args, Value b, Value h, Value qb, Value wordIndex,
                        Value word, Value bit, Value kb)>
         emitWord) {
   KernelPlan plan;
   plan.role = role.str();
-  plan.operands = std::move(operands);
+  plan.args = {{"scores", scores}, {"ctx_lens", ctxLens}, {"chunk_len", chunkLen}, output};
+  rule.appendArgs(host, plan);
   plan.grid = {host.dim(scores, 2), host.dim(scores, 1), host.dim(scores, 0)};
   plan.block = {kSelectThreads, 1, 1};
-  plan.sharedBytes = host.index(128);
+  plan.shared.fixed = 128;
   plan.gridRule = "[Qb, Hq, B]";
-  // Operand 0 is the scores, operand 1 the context lengths, operand 2 the
-  // chunk length.
-  (void)chunkLen;
+  const ThresholdMode mode = rule.mode;
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value scores = args[0], ctxLens = args[1], chunkLen = args[2];
+    SelectionArgs selection{mode, args[4], args[5], args[6]};
     Value qb = gb.blockId(gpu::Dimension::x), h = gb.blockId(gpu::Dimension::y);
     Value b = gb.blockId(gpu::Dimension::z);
     Value scratch = gb.sharedView(shared, 0, {32}, gb.builder().getF32Type());
     SeqGeometryIR g =
         SeqGeometryIR::build(gb, gb.toIndex(gb.load(ctxLens, {b})), chunkLen, blockSize);
     emitSelectRow(
-        gb, g, qb, gb.dim(scores, 3), rule, scratch, kSelectThreads,
+        gb, g, qb, gb.dim(scores, 3), selection, scratch, kSelectThreads,
         [&](GpuBuilder &l, Value kb) { return l.load(scores, {b, h, qb, kb}); },
         [&](GpuBuilder &l, Value wordIndex, Value word, Value bit, Value kb) {
           emitWord(l, args, b, h, qb, wordIndex, word, bit, kb);
@@ -372,8 +384,8 @@ void orWordIntoTable(GpuBuilder &gb, Value table, Value b, Value e, Value wordIn
 
 FailureOr<Plans> gpu_lowering::planSelectBlocks(SelectBlocksOp op, LoopBuilder &host) {
   KernelPlan plan = planThresholdRows(
-      host, "select", {op.getScores(), op.getCtxLens(), op.getChunkLen(), op.getMask()},
-      op.getScores(), op.getChunkLen(), op.getBlockSize(), SelectionRule::of(op),
+      host, "select", op.getScores(), op.getCtxLens(), op.getChunkLen(), {"mask", op.getMask()},
+      op.getBlockSize(), SelectionRule::of(op),
       [](GpuBuilder &gb, ValueRange args, Value b, Value h, Value qb, Value, Value, Value bit,
          Value kb) {
         Value mask = args[3];
@@ -391,8 +403,8 @@ FailureOr<Plans> gpu_lowering::planSelectUnion(SelectUnionOp op, LoopBuilder &ho
   Plans plans;
   plans.push_back(planClearUnionWords(host, op.getTable()));
   plans.push_back(planThresholdRows(
-      host, "select", {op.getScores(), op.getCtxLens(), op.getChunkLen(), op.getTable()},
-      op.getScores(), op.getChunkLen(), op.getBlockSize(), SelectionRule::of(op),
+      host, "select", op.getScores(), op.getCtxLens(), op.getChunkLen(),
+      {"table", op.getTable()}, op.getBlockSize(), SelectionRule::of(op),
       [s](GpuBuilder &gb, ValueRange args, Value b, Value h, Value, Value wordIndex, Value word,
           Value, Value) {
         orWordIntoTable(gb, args[3], b, gb.div(h, gb.index(s)), wordIndex, word);
@@ -422,7 +434,6 @@ struct ScoreLayout {
 
 struct ScoreConfig {
   int64_t blockSize, headDim, groupSize;
-  double scale;
   Type element;
   int64_t threads() const { return blockSize / 16 * 32; }
   ScoreLayout layout() const { return {blockSize, headDim, blockSize / 16}; }
@@ -450,7 +461,7 @@ LogicalResult checkScoreConfig(Operation *op, Value q, Value pooled, int64_t blo
 /// Scores row `qb` of head `h` of sequence `b` against the pooled keys
 /// [0, kbEnd) (see compact.block_scores) and hands each (kb, score) to
 /// `emit` (one thread per kb). All threads of the block take part.
-void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
+void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled, Value scale,
                   const SeqGeometryIR &g, Value shared, Value b, Value h, Value qb, Value kbEnd,
                   function_ref<void(GpuBuilder &, Value kb, Value score)> emit) {
   const ScoreLayout layout = cfg.layout();
@@ -496,7 +507,7 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
   Value computeEnd = gb.min(kbEnd, g.numBlocks);
   Value tiles = gb.ceilDiv(computeEnd, gb.index(kScoreColumns));
   Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
-  const float logitScale = float(cfg.scale * kLog2e);
+  Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
   gb.loop(gb.index(0), tiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
     Value kb0 = l.mul(tile, l.index(kScoreColumns));
     // Pooled keys kb0 .. kb0 + 63 of the kv head (zero where not scored).
@@ -544,7 +555,7 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
           Value valid = l.andI(l.cmp(CmpIPredicate::ult, row, g.chunkLen),
                                l.andI(l.cmp(CmpIPredicate::ult, kb, computeEnd),
                                       l.cmp(CmpIPredicate::uge, row, g.firstScoringRow(l, kb))));
-          return l.select(valid, l.mulF(s, l.f32(logitScale)), l.negInf(f32));
+          return l.select(valid, l.mulF(s, logitScale), l.negInf(f32));
         };
         Value lo = logit(rowLo, acc[nt][parity]), hi = logit(rowHi, acc[nt][parity + 2]);
         Value m = l.warpMax(l.maxF(lo, hi), {4, 8, 16});
@@ -586,9 +597,8 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
           [&](GpuBuilder &l, Value kb) { emit(l, kb, l.negInf(f32)); });
 }
 
-ScoreConfig scoreConfig(Value q, Value pooled, int64_t blockSize, float scale) {
-  return {blockSize, staticDim(q, 3), staticDim(q, 2) / staticDim(pooled, 1), scale,
-          elementType(q)};
+ScoreConfig scoreConfig(Value q, Value pooled, int64_t blockSize) {
+  return {blockSize, staticDim(q, 3), staticDim(q, 2) / staticDim(pooled, 1), elementType(q)};
 }
 
 } // namespace
@@ -596,23 +606,27 @@ ScoreConfig scoreConfig(Value q, Value pooled, int64_t blockSize, float scale) {
 FailureOr<Plans> gpu_lowering::planBlockScores(BlockScoresOp op, LoopBuilder &host) {
   if (failed(checkScoreConfig(op, op.getQ(), op.getPooled(), op.getBlockSize())))
     return failure();
-  ScoreConfig cfg = scoreConfig(op.getQ(), op.getPooled(), op.getBlockSize(),
-                                op.getEffectiveScale());
+  ScoreConfig cfg = scoreConfig(op.getQ(), op.getPooled(), op.getBlockSize());
   KernelPlan plan;
   plan.role = "scores";
-  plan.operands = {op.getQ(), op.getPooled(), op.getCtxLens(), op.getScores()};
+  plan.args = {{"q", op.getQ()},
+               {"pooled", op.getPooled()},
+               {"ctx_lens", op.getCtxLens()},
+               {"scores", op.getScores()},
+               {"scale", host.f32(op.getEffectiveScale())}};
   plan.grid = {host.dim(op.getScores(), 2), host.index(staticDim(op.getQ(), 2)),
                host.dim(op.getQ(), 0)};
   plan.block = {cfg.threads(), 1, 1};
-  plan.sharedBytes = host.index(cfg.layout().row());
+  plan.shared.fixed = cfg.layout().row();
   plan.gridRule = "[Qb, Hq, B]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], pooled = args[1], ctxLens = args[2], scores = args[3];
+    Value scale = args[4];
     Value qb = gb.blockId(gpu::Dimension::x), h = gb.blockId(gpu::Dimension::y);
     Value b = gb.blockId(gpu::Dimension::z);
     SeqGeometryIR g = SeqGeometryIR::build(gb, gb.toIndex(gb.load(ctxLens, {b})), gb.dim(q, 1),
                                            cfg.blockSize);
-    emitScoreRow(gb, cfg, q, pooled, g, shared, b, h, qb, gb.dim(scores, 3),
+    emitScoreRow(gb, cfg, q, pooled, scale, g, shared, b, h, qb, gb.dim(scores, 3),
                  [&](GpuBuilder &l, Value kb, Value score) {
                    l.store(score, scores, {b, h, qb, kb});
                  });
@@ -623,8 +637,7 @@ FailureOr<Plans> gpu_lowering::planBlockScores(BlockScoresOp op, LoopBuilder &ho
 FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopBuilder &host) {
   if (failed(checkScoreConfig(op, op.getQ(), op.getPooled(), op.getBlockSize())))
     return failure();
-  ScoreConfig cfg = scoreConfig(op.getQ(), op.getPooled(), op.getBlockSize(),
-                                op.getEffectiveScale());
+  ScoreConfig cfg = scoreConfig(op.getQ(), op.getPooled(), op.getBlockSize());
   const int64_t s = op.getExecGroupSize();
   SelectionRule rule = SelectionRule::of(op);
   Value chunkLen = host.dim(op.getQ(), 1);
@@ -634,14 +647,23 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
 
   KernelPlan select;
   select.role = "select";
-  select.operands = {op.getQ(), op.getPooled(), op.getCtxLens(), op.getTable()};
+  select.args = {{"q", op.getQ()},
+                 {"pooled", op.getPooled()},
+                 {"ctx_lens", op.getCtxLens()},
+                 {"table", op.getTable()},
+                 {"scale", host.f32(op.getEffectiveScale())}};
+  rule.appendArgs(host, select);
+  const ThresholdMode mode = rule.mode;
   select.grid = {host.ceilDiv(chunkLen, host.index(cfg.blockSize)),
                  host.index(staticDim(op.getQ(), 2)), host.dim(op.getQ(), 0)};
   select.block = {cfg.threads(), 1, 1};
-  select.sharedBytes = host.add(host.index(cfg.layout().row()), host.mul(kbCap, host.index(4)));
+  select.shared = {cfg.layout().row(), 4, 0};
+  select.blockCapacity = kbCap;
   select.gridRule = "[ceil(C / bs), Hq, B]";
   select.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], pooled = args[1], ctxLens = args[2], table = args[3];
+    Value scale = args[4];
+    SelectionArgs selection{mode, args[5], args[6], args[7]};
     Value qb = gb.blockId(gpu::Dimension::x), h = gb.blockId(gpu::Dimension::y);
     Value b = gb.blockId(gpu::Dimension::z);
     Value kbCap = gb.dim(table, 2);
@@ -655,13 +677,13 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
     Value row = memref::ViewOp::create(gb.builder(), gb.location(), rowType, shared,
                                        gb.index(cfg.layout().row()), ValueRange{kbCap});
     Value end = gb.min(gb.add(g.lastVisibleBlock(gb, qb), gb.index(1)), kbCap);
-    emitScoreRow(gb, cfg, q, pooled, g, shared, b, h, qb, end,
+    emitScoreRow(gb, cfg, q, pooled, scale, g, shared, b, h, qb, end,
                  [&](GpuBuilder &l, Value kb, Value score) { l.store(score, row, {kb}); });
     gb.barrier();
     Value scratch = gb.sharedView(shared, 0, {32}, gb.builder().getF32Type());
     Value e = gb.div(h, gb.index(s));
     emitSelectRow(
-        gb, g, qb, kbCap, rule, scratch, cfg.threads(),
+        gb, g, qb, kbCap, selection, scratch, cfg.threads(),
         [&](GpuBuilder &l, Value kb) { return l.load(row, {kb}); },
         [&](GpuBuilder &l, Value wordIndex, Value word, Value, Value) {
           orWordIntoTable(l, table, b, e, wordIndex, word);

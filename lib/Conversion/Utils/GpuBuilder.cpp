@@ -137,7 +137,15 @@ SmallVector<Value, 4> GpuBuilder::mma16816(ArrayRef<Value> a, ArrayRef<Value> b,
   auto resultType = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
   NVVM::MMATypes ptxType =
       elementType.isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
-  Value d = NVVM::MmaOp::create(builder(), location(), resultType, a, b, c,
+  // nvvm.mma.sync takes bf16 pairs as i32 and f16 pairs as vector<2xf16>.
+  auto operands = [&](ArrayRef<Value> regs) {
+    SmallVector<Value, 4> out(regs.begin(), regs.end());
+    if (elementType.isF16())
+      for (Value &v : out)
+        v = LLVM::BitcastOp::create(builder(), location(), VectorType::get({2}, elementType), v);
+    return out;
+  };
+  Value d = NVVM::MmaOp::create(builder(), location(), resultType, operands(a), operands(b), c,
                                 /*shape=*/{16, 8, 16}, std::nullopt, std::nullopt,
                                 std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
                                 std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# On the H200: GPU tests, compute-sanitizer on a small case, then the
+# benchmark. Expects dist/ (built here by scripts/make-dist.sh) in the tree.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export COMPACT_RT_LIBRARY=$PWD/dist/lib/libcompact_rt.so
+export COMPACT_REFERENCE_LIBRARY=$PWD/dist/lib/libcompact_reference.so
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+MODE=${1:-all}
+if [ "$MODE" = all ] || [ "$MODE" = test ]; then
+  echo "== GPU tests"
+  python3 -m pytest -q -x python/tests/test_gpu_kernels.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -40
+fi
+if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
+  echo "== benchmark"
+  python3 bench/bench.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+fi

@@ -1,0 +1,280 @@
+"""The generated kernels on the GPU against the C++ reference and an fp64
+torch reference. Fresh random inputs per case, outputs poisoned first."""
+
+import math
+
+import pytest
+import torch
+
+import reference
+from cases import make_case, reference_attention, rel_err
+from compact_attention import CompactError, Runtime
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+# (Hq, Hkv, D, page, block, dtype, layout, exec group sizes): the kernel library.
+CONFIGS = [
+    (16, 4, 128, 64, 128, "bf16", "nhd", (1, 2, 4)),
+    (16, 4, 128, 128, 128, "bf16", "hnd", (4,)),
+    (32, 8, 64, 64, 128, "f16", "nhd", (2, 4)),
+    (28, 4, 128, 64, 128, "bf16", "nhd", (1, 7)),
+    (16, 4, 128, 64, 64, "bf16", "nhd", (4,)),
+]
+_runtimes = {}
+
+
+def runtime(cfg):
+    Hq, Hkv, D, PS, bs, dtype, layout, _ = cfg
+    key = cfg[:7]
+    if key not in _runtimes:
+        _runtimes[key] = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16",
+                                 layout)
+    return _runtimes[key]
+
+
+def random_lens(gen, B, C, max_prefix):
+    return [C + int(torch.randint(0, max_prefix + 1, (1,), generator=gen)) for _ in range(B)]
+
+
+def case_for(cfg, gen, B, C, max_prefix):
+    Hq, Hkv, D, PS, bs, dtype, layout, _ = cfg
+    return make_case(gen, B, C, random_lens(gen, B, C, max_prefix), Hq, Hkv, D, PS, bs, dtype,
+                     layout)
+
+
+def pooled_of(rt, case):
+    """GPU pooled keys of every block (one 'chunk' spanning each prompt)."""
+    B = case["B"]
+    pooled = torch.zeros((B, case["Hkv"], case["Kb"], case["D"]), dtype=rt.dtype, device="cuda")
+    # Pool sequence by sequence, each as one chunk of its whole length.
+    for b in range(B):
+        L = int(case["lens"][b])
+        lens = case["lens"][b:b + 1].contiguous()
+        rt.pool_keys(case["k_cache"], case["page_table"][b:b + 1].contiguous(), lens,
+                     pooled[b:b + 1], chunk_len=L)
+    return pooled
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
+def test_append_writes_only_the_chunk(cfg):
+    gen = torch.Generator().manual_seed(1)
+    rt = runtime(cfg)
+    for B, C in [(1, 77), (3, 256), (2, 1000)]:
+        case = case_for(cfg, gen, B, C, 500)
+        k0, v0 = case["k_cache"].clone(), case["v_cache"].clone()
+        dt = rt.dtype
+        k_new = torch.randn((B, C, case["Hkv"], case["D"]), device="cuda").to(dt)
+        v_new = torch.randn_like(k_new)
+        rt.append_kv(k_new, v_new, case["k_cache"], case["v_cache"], case["page_table"], case["lens"])
+        torch.cuda.synchronize()
+        # Expected: the chunk's slots take the new rows, nothing else changes.
+        ek, ev = k0.clone(), v0.clone()
+        PS = case["PS"]
+        for b in range(B):
+            L = int(case["lens"][b])
+            for t in range(C):
+                pos = L - C + t
+                page, slot = int(case["page_table"][b, pos // PS]), pos % PS
+                if case["layout"] == "nhd":
+                    ek[page, slot], ev[page, slot] = k_new[b, t], v_new[b, t]
+                else:
+                    ek[page, :, slot], ev[page, :, slot] = k_new[b, t], v_new[b, t]
+        assert torch.equal(case["k_cache"], ek) and torch.equal(case["v_cache"], ev)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:3], ids=lambda c: f"q{c[0]}d{c[2]}p{c[3]}{c[5]}{c[6]}")
+def test_pool_keys_matches_reference(cfg):
+    gen = torch.Generator().manual_seed(2)
+    rt = runtime(cfg)
+    case = case_for(cfg, gen, 3, 300, 900)
+    sentinel = 7.0
+    pooled = torch.full((3, case["Hkv"], case["Kb"], case["D"]), sentinel, dtype=rt.dtype,
+                        device="cuda")
+    rt.pool_keys(case["k_cache"], case["page_table"], case["lens"], pooled, chunk_len=case["C"])
+    expected = reference.pool_keys(case, case["k_cache"], torch.full(pooled.shape, sentinel))
+    got = pooled.float().cpu()
+    # Untouched blocks keep the sentinel; pooled blocks are within bf16 rounding.
+    assert torch.equal(got == sentinel, expected == sentinel)
+    assert torch.allclose(got, expected, atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}b{c[4]}{c[5]}{c[6]}")
+def test_tables_are_the_reference_tables(cfg):
+    """GPU scores against the reference scores (within rounding), then the
+    reference thresholds and unions of the GPU's own scores must give the
+    same tables as the GPU, unfused, fused, and from external scores."""
+    gen = torch.Generator().manual_seed(3)
+    rt = runtime(cfg)
+    Hq = cfg[0]
+    shapes = [(1, 1024, 4000), (2, 333, 1500), (5, 128, 9000), (8, 1024, 3 * 1024),
+              (1, 64, 131072), (2, 1024, 140000)]
+    for (B, C, max_prefix), alpha in zip(shapes, [0.06, 0.3, 0.01, 0.06, 0.06, 0.002]):
+        case = case_for(cfg, gen, B, C, max_prefix)
+        pooled = pooled_of(rt, case)
+        qb = -(-C // case["bs"])
+        scores = torch.full((B, Hq, qb, case["Kb"]), math.nan, device="cuda")
+        rt.block_scores(case["q"], pooled, case["lens"], scores)
+        torch.cuda.synchronize()
+        if B * C * case["Kb"] <= 8 * 1024 * 256:
+            ref_scores = reference.block_scores(case, case["q"], pooled, 1 / math.sqrt(case["D"]))
+            got = scores.cpu()
+            assert torch.equal(torch.isinf(got), torch.isinf(ref_scores)), "-inf pattern"
+            finite = torch.isfinite(ref_scores)
+            assert torch.allclose(got[finite], ref_scores[finite], atol=5e-2, rtol=1e-2)
+        sink, window = 2, 4
+        mask = torch.full(scores.shape, 99, dtype=torch.int8, device="cuda")
+        rt.select_blocks(scores, case["lens"], C, mask, alpha, sink, window)
+        ref_mask = reference.select_blocks(case, scores, alpha, sink, window)
+        assert torch.equal(mask.cpu().to(torch.uint8), ref_mask), "select_blocks"
+        for s in cfg[7]:
+            E = Hq // s
+            ref_table, ref_counts = reference.block_union(case, ref_mask, s)
+            outputs = {}
+            for kind in ("unfused", "fused", "external"):
+                table = torch.full((B, E, case["Kb"]), 12345, dtype=torch.int32, device="cuda")
+                counts = torch.full((B, E), 12345, dtype=torch.int32, device="cuda")
+                if kind == "unfused":
+                    rt.block_union(mask, case["lens"], C, table, counts, s)
+                elif kind == "fused":
+                    rt.score_select_union(case["q"], pooled, case["lens"], table, counts, alpha,
+                                          sink, window, s)
+                else:
+                    rt.select_union(scores, case["lens"], C, table, counts, alpha, sink, window, s)
+                outputs[kind] = (table.cpu(), counts.cpu())
+            for kind, (table, counts) in outputs.items():
+                assert torch.equal(counts, ref_counts), f"{kind} counts, s={s}"
+                assert torch.equal(table, ref_table), f"{kind} table, s={s}"
+
+
+def test_empty_and_full_masks():
+    gen = torch.Generator().manual_seed(4)
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    case = case_for(cfg, gen, 4, 500, 5000)
+    B, Hq, C = case["B"], case["Hq"], case["C"]
+    qb = -(-C // case["bs"])
+    for fill in (0, 1):
+        mask = torch.full((B, Hq, qb, case["Kb"]), fill, dtype=torch.int8, device="cuda")
+        for s in cfg[7]:
+            table = torch.empty((B, Hq // s, case["Kb"]), dtype=torch.int32, device="cuda")
+            counts = torch.empty((B, Hq // s), dtype=torch.int32, device="cuda")
+            rt.block_union(mask, case["lens"], C, table, counts, s)
+            ref_table, ref_counts = reference.block_union(case, mask.cpu().to(torch.uint8), s)
+            assert torch.equal(table.cpu(), ref_table) and torch.equal(counts.cpu(), ref_counts)
+            if fill == 1:
+                dense, dense_counts = reference.dense_table(case, s)
+                assert torch.equal(table.cpu(), dense)
+                rt.dense_table(case["lens"], table, counts, s)
+                assert torch.equal(table.cpu(), dense) and torch.equal(counts.cpu(), dense_counts)
+
+
+def random_tables(gen, case, s, keep):
+    B, E, Kb = case["B"], case["Hq"] // s, case["Kb"]
+    table = torch.full((B, E, Kb), -1, dtype=torch.int32)
+    counts = torch.zeros((B, E), dtype=torch.int32)
+    for b in range(B):
+        nb = -(-int(case["lens"][b]) // case["bs"])
+        for e in range(E):
+            chosen = torch.nonzero(torch.rand(nb, generator=gen) < keep).flatten()
+            table[b, e, : len(chosen)] = chosen.to(torch.int32)
+            counts[b, e] = len(chosen)
+    return table.cuda(), counts.cuda()
+
+
+ATTENTION_SHAPES = [(1, 1024, 3000), (3, 200, 1200), (2, 1, 700), (8, 512, 2048), (1, 77, 0)]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
+def test_attention_matches_fp64(cfg):
+    gen = torch.Generator().manual_seed(5)
+    rt = runtime(cfg)
+    tol = 1e-2
+    for (B, C, max_prefix), keep in zip(ATTENTION_SHAPES, [1.0, 0.3, 0.5, 0.2, 1.0]):
+        case = case_for(cfg, gen, B, C, max_prefix)
+        for s in cfg[7]:
+            table, counts = random_tables(gen, case, s, keep)
+            out = torch.full_like(case["q"], math.nan)
+            lse = torch.full((B, case["Hq"], C), math.nan, device="cuda")
+            rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                               case["lens"], table, counts, out, lse, s)
+            ref_out, ref_lse = reference_attention(case, table, counts, s)
+            assert not torch.isnan(out).any(), "unwritten or NaN output"
+            err = rel_err(out, ref_out)
+            assert err <= tol, f"B={B} C={C} s={s}: relative error {err:.3e}"
+            finite = torch.isfinite(ref_lse)
+            assert torch.equal(torch.isfinite(lse), finite)
+            assert torch.allclose(lse[finite].double(), ref_lse[finite], atol=2e-2, rtol=2e-3)
+
+
+def test_rows_without_keys_are_zero():
+    gen = torch.Generator().manual_seed(6)
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    case = case_for(cfg, gen, 2, 300, 1000)
+    table = torch.full((2, 4, case["Kb"]), -1, dtype=torch.int32, device="cuda")
+    counts = torch.zeros((2, 4), dtype=torch.int32, device="cuda")
+    out = torch.full_like(case["q"], math.nan)
+    lse = torch.zeros((2, 16, 300), device="cuda")
+    rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                       case["lens"], table, counts, out, lse, 4)
+    assert torch.count_nonzero(out) == 0
+    assert torch.isneginf(lse).all()
+
+
+def test_bit_identical_repeats_and_graph_replay():
+    gen = torch.Generator().manual_seed(7)
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    case = case_for(cfg, gen, 4, 1024, 8000)
+    pooled = pooled_of(rt, case)
+    E = 4
+    table = torch.empty((4, E, case["Kb"]), dtype=torch.int32, device="cuda")
+    counts = torch.empty((4, E), dtype=torch.int32, device="cuda")
+    out = torch.empty_like(case["q"])
+
+    def step():
+        rt.score_select_union(case["q"], pooled, case["lens"], table, counts, 0.06, 2, 4, 4)
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out, None, 4)
+
+    step()
+    torch.cuda.synchronize()
+    first = (table.clone(), counts.clone(), out.clone())
+    step()
+    torch.cuda.synchronize()
+    assert torch.equal(first[0], table) and torch.equal(first[2], out)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # warm up on the capture stream
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            step()
+    out.fill_(math.nan)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(first[0], table) and torch.equal(first[1], counts)
+    assert torch.equal(first[2], out)
+
+
+def test_bad_arguments_are_named():
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    gen = torch.Generator().manual_seed(8)
+    case = case_for(cfg, gen, 2, 128, 100)
+    table = torch.zeros((2, 4, case["Kb"]), dtype=torch.int32, device="cuda")
+    counts = torch.zeros((2, 4), dtype=torch.int32, device="cuda")
+    out = torch.zeros_like(case["q"])
+    with pytest.raises(ValueError, match="argument 'q': expected dtype torch.bfloat16"):
+        rt.paged_attention(case["q"].float(), case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out)
+    with pytest.raises(ValueError, match="argument 'exec_group_size' \\(3\\)"):
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out, exec_group_size=3)
+    with pytest.raises(ValueError, match="argument 'out': must be contiguous"):
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out.transpose(1, 2).contiguous().transpose(1, 2))
+    bad_pages = case["page_table"].clone()
+    bad_pages[1, 0] = bad_pages[0, 0]
+    with pytest.raises(CompactError, match="page tables alias"):
+        rt.check_metadata(bad_pages, case["lens"], 128, case["num_pages"], case["Kb"])

@@ -1,0 +1,164 @@
+/*===- compact_rt.h - CompactAttention runtime C API ------------*- C -*-===*
+ *
+ * Launches the kernels compact-codegen generated (linked into this library)
+ * on a caller's CUDA stream. Every pointer is a device pointer (CUdeviceptr /
+ * what torch.Tensor.data_ptr() returns); buffers are contiguous, row-major,
+ * in the shapes of the compact dialect:
+ *
+ *   q, out          [B, C, Hq, D]       k_new, v_new   [B, C, Hkv, D]
+ *   k/v cache       [pages, PS, Hkv, D] (NHD) or [pages, Hkv, PS, D] (HND)
+ *   page_table      [B, max_pages_per_seq] int32    ctx_lens [B] int32
+ *   pooled          [B, Hkv, Kb, D]     scores [B, Hq, Qb, Kb] f32
+ *   mask            [B, Hq, Qb, Kb] int8  table [B, Hq / s, Kb] int32
+ *   counts          [B, Hq / s] int32    lse [B, Hq, C] f32
+ *
+ * with Qb = ceil(C / block_size) and Kb = shape->block_capacity. ctx_lens
+ * holds each sequence's length after the chunk. No call synchronises the
+ * host; every call is capturable in a CUDA graph.
+ *
+ * Errors: every function returns a status; compact_rt_last_error() gives the
+ * message of the last failure on the calling thread, naming the argument and
+ * what was expected. libcuda is opened on first use: on a machine without a
+ * driver, compact_rt_create fails with COMPACT_RT_NO_DRIVER.
+ *===----------------------------------------------------------------------===*/
+
+#ifndef COMPACT_RT_H
+#define COMPACT_RT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  COMPACT_RT_OK = 0,
+  COMPACT_RT_INVALID_ARGUMENT = 1,
+  COMPACT_RT_NO_DRIVER = 2,
+  COMPACT_RT_CUDA_ERROR = 3,
+  COMPACT_RT_UNSUPPORTED = 4,
+} compact_rt_status;
+
+typedef enum { COMPACT_RT_BF16 = 0, COMPACT_RT_F16 = 1 } compact_rt_dtype;
+typedef enum { COMPACT_RT_NHD = 0, COMPACT_RT_HND = 1 } compact_rt_layout;
+
+/* What the kernels are specialised on. */
+typedef struct {
+  int32_t q_heads, kv_heads, head_dim, page_size, block_size;
+  compact_rt_dtype dtype;
+  compact_rt_layout layout;
+} compact_rt_config;
+
+/* Run-time sizes of one call. */
+typedef struct {
+  int32_t batch;             /* B */
+  int32_t chunk_len;         /* C: query tokens of the chunk per sequence */
+  int32_t num_pages;         /* pages in the K / V cache pool */
+  int32_t max_pages_per_seq; /* page_table row length */
+  int32_t block_capacity;    /* Kb: KV blocks per row of pooled / scores / mask / table */
+} compact_rt_shape;
+
+/* FlashPrefill selection: keep score >= rowmax + ln(alpha), the `sink` first
+ * blocks and the `window` most recent blocks of each query block. */
+typedef struct {
+  float alpha;
+  int32_t sink;
+  int32_t window;
+} compact_rt_selection;
+
+typedef struct compact_rt_context compact_rt_context;
+
+const char *compact_rt_last_error(void);
+
+/* Opens libcuda, retains the device's primary context, loads the kernels. */
+compact_rt_status compact_rt_create(int device, compact_rt_context **out);
+void compact_rt_destroy(compact_rt_context *ctx);
+
+/* A context without a device: every call validates its arguments and
+ * records its launches (kernel, grid, block, shared memory) instead of running
+ * them; compact_rt_dry_run_log returns the record, one launch per line.
+ * For tests and for checking an engine's calls on a machine without a GPU. */
+compact_rt_status compact_rt_create_dry_run(compact_rt_context **out);
+const char *compact_rt_dry_run_log(const compact_rt_context *ctx);
+
+/* 1 if the library has kernels for (config, exec_group_size), else 0. */
+int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
+                        int32_t exec_group_size);
+
+/* compact.append_kv: the chunk's K / V into the paged cache. */
+compact_rt_status compact_rt_append_kv(compact_rt_context *ctx, const compact_rt_config *config,
+                                       const compact_rt_shape *shape, const void *k_new,
+                                       const void *v_new, const int32_t *page_table,
+                                       const int32_t *ctx_lens, void *k_cache, void *v_cache,
+                                       void *stream);
+
+/* compact.pool_keys: mean-pooled keys of the blocks the chunk touched. */
+compact_rt_status compact_rt_pool_keys(compact_rt_context *ctx, const compact_rt_config *config,
+                                       const compact_rt_shape *shape, const void *k_cache,
+                                       const int32_t *page_table, const int32_t *ctx_lens,
+                                       void *pooled, void *stream);
+
+/* compact.block_scores (scale <= 0: 1 / sqrt(D)). */
+compact_rt_status compact_rt_block_scores(compact_rt_context *ctx,
+                                          const compact_rt_config *config,
+                                          const compact_rt_shape *shape, const void *q,
+                                          const void *pooled, const int32_t *ctx_lens,
+                                          float scale, float *scores, void *stream);
+
+/* compact.select_blocks: scores -> 2D block mask. */
+compact_rt_status compact_rt_select_blocks(compact_rt_context *ctx,
+                                           const compact_rt_config *config,
+                                           const compact_rt_shape *shape, const float *scores,
+                                           const int32_t *ctx_lens,
+                                           const compact_rt_selection *selection, int8_t *mask,
+                                           void *stream);
+
+/* compact.block_union: mask -> tables and counts of execution groups of s. */
+compact_rt_status compact_rt_block_union(compact_rt_context *ctx, const compact_rt_config *config,
+                                         const compact_rt_shape *shape, int32_t exec_group_size,
+                                         const int8_t *mask, const int32_t *ctx_lens,
+                                         int32_t *table, int32_t *counts, void *stream);
+
+/* compact.select_union: given scores -> tables (no mask in memory). */
+compact_rt_status compact_rt_select_union(compact_rt_context *ctx, const compact_rt_config *config,
+                                          const compact_rt_shape *shape, int32_t exec_group_size,
+                                          const float *scores, const int32_t *ctx_lens,
+                                          const compact_rt_selection *selection, int32_t *table,
+                                          int32_t *counts, void *stream);
+
+/* compact.score_select_union: FlashPrefill selection straight into tables. */
+compact_rt_status compact_rt_score_select_union(
+    compact_rt_context *ctx, const compact_rt_config *config, const compact_rt_shape *shape,
+    int32_t exec_group_size, const void *q, const void *pooled, const int32_t *ctx_lens,
+    float scale, const compact_rt_selection *selection, int32_t *table, int32_t *counts,
+    void *stream);
+
+/* compact.dense_table: every block of the context. */
+compact_rt_status compact_rt_dense_table(compact_rt_context *ctx, const compact_rt_config *config,
+                                         const compact_rt_shape *shape, int32_t exec_group_size,
+                                         const int32_t *ctx_lens, int32_t *table, int32_t *counts,
+                                         void *stream);
+
+/* compact.paged_attention over the tables (scale <= 0: 1 / sqrt(D); lse may
+ * be NULL). */
+compact_rt_status compact_rt_paged_attention(
+    compact_rt_context *ctx, const compact_rt_config *config, const compact_rt_shape *shape,
+    int32_t exec_group_size, const void *q, const void *k_cache, const void *v_cache,
+    const int32_t *page_table, const int32_t *ctx_lens, const int32_t *table,
+    const int32_t *counts, float scale, void *out, float *lse, void *stream);
+
+/* Checks the device-side metadata of a call against its shape: context
+ * lengths (>= chunk_len, within the page table and the block capacity), page
+ * ids (inside the pool, no page used by two sequences). Copies ctx_lens and
+ * page_table to the host: it synchronises `stream`. */
+compact_rt_status compact_rt_check_metadata(compact_rt_context *ctx,
+                                            const compact_rt_config *config,
+                                            const compact_rt_shape *shape,
+                                            const int32_t *page_table, const int32_t *ctx_lens,
+                                            void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COMPACT_RT_H */
