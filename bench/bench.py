@@ -193,7 +193,7 @@ def main():
             torch.cuda.empty_cache()
     result = {
         "device": torch.cuda.get_device_name(),
-        "commit": git_commit(),
+        "commit": os.environ.get("COMPACT_COMMIT") or git_commit(),
         "date": datetime.date.today().isoformat(),
         "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
                      "triton": __import__("triton").__version__},

@@ -48,48 +48,65 @@ def cpu_f32(t):
     return t.detach().to("cpu", torch.float32).contiguous()
 
 
+class _Args:
+    """Keeps the CPU copies alive for the duration of a call (a pointer to a
+    temporary tensor would dangle)."""
+
+    def __init__(self):
+        self.keep = []
+
+    def ptr(self, t):
+        self.keep.append(t)
+        return _ptr(t)
+
+
 def select_blocks(case, scores, alpha, sink, window):
     """mask [B, Hq, Qb, Kb] uint8 from scores (rowmax_log rule)."""
+    a = _Args()
     s = cpu_f32(scores)
     mask = torch.zeros(s.shape, dtype=torch.uint8)
-    _lib.compact_ref_select_blocks(ctypes.byref(shape_of(case)), _ptr(cpu_i32(case["lens"])),
-                                   _ptr(s), 0, ctypes.c_float(alpha), ctypes.c_int64(sink),
-                                   ctypes.c_int64(window), _ptr(mask))
+    _lib.compact_ref_select_blocks(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
+                                   a.ptr(s), 0, ctypes.c_float(alpha), ctypes.c_int64(sink),
+                                   ctypes.c_int64(window), a.ptr(mask))
     return mask
 
 
 def block_union(case, mask, s):
+    a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]
     table = torch.zeros((B, Hq // s, Kb), dtype=torch.int32)
     counts = torch.zeros((B, Hq // s), dtype=torch.int32)
     m = mask.detach().to("cpu").to(torch.uint8).contiguous()
-    _lib.compact_ref_block_union(ctypes.byref(shape_of(case)), _ptr(cpu_i32(case["lens"])),
-                                 _ptr(m), ctypes.c_int64(s), _ptr(table), _ptr(counts))
+    _lib.compact_ref_block_union(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
+                                 a.ptr(m), ctypes.c_int64(s), a.ptr(table), a.ptr(counts))
     return table, counts
 
 
 def dense_table(case, s):
+    a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]
     table = torch.zeros((B, Hq // s, Kb), dtype=torch.int32)
     counts = torch.zeros((B, Hq // s), dtype=torch.int32)
-    _lib.compact_ref_dense_table(ctypes.byref(shape_of(case)), _ptr(cpu_i32(case["lens"])),
-                                 ctypes.c_int64(s), _ptr(table), _ptr(counts))
+    _lib.compact_ref_dense_table(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
+                                 ctypes.c_int64(s), a.ptr(table), a.ptr(counts))
     return table, counts
 
 
 def pool_keys(case, k_cache, pooled_init):
+    a = _Args()
     pooled = cpu_f32(pooled_init)
-    _lib.compact_ref_pool_keys(ctypes.byref(shape_of(case)), _ptr(cpu_i32(case["lens"])),
-                               _ptr(cpu_i32(case["page_table"])), _ptr(cpu_f32(k_cache)),
-                               _ptr(pooled))
+    _lib.compact_ref_pool_keys(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
+                               a.ptr(cpu_i32(case["page_table"])), a.ptr(cpu_f32(k_cache)),
+                               a.ptr(pooled))
     return pooled
 
 
 def block_scores(case, q, pooled, scale):
+    a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]
     qb = -(-case["C"] // case["bs"])
     scores = torch.zeros((B, Hq, qb, Kb), dtype=torch.float32)
-    _lib.compact_ref_block_scores(ctypes.byref(shape_of(case)), _ptr(cpu_i32(case["lens"])),
-                                  _ptr(cpu_f32(q)), _ptr(cpu_f32(pooled)), ctypes.c_float(scale),
-                                  _ptr(scores))
+    _lib.compact_ref_block_scores(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
+                                  a.ptr(cpu_f32(q)), a.ptr(cpu_f32(pooled)), ctypes.c_float(scale),
+                                  a.ptr(scores))
     return scores

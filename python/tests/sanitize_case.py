@@ -1,0 +1,45 @@
+"""Every kernel of the default configuration once, on small and edge shapes
+(odd lengths, a single-token chunk, partial last pages, empty tables), for
+compute-sanitizer (memcheck / racecheck / initcheck / synccheck)."""
+
+import math
+import sys
+
+import torch
+
+from cases import make_case
+from compact_attention import Runtime
+
+rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd")
+gen = torch.Generator().manual_seed(0)
+for B, C, lens in [(2, 77, [300, 77]), (1, 1, [1]), (3, 200, [1000, 260, 513])]:
+    case = make_case(gen, B, C, lens, 16, 4, 128, 64, 128)
+    k_new = torch.randn((B, C, 4, 128), device="cuda").bfloat16()
+    rt.append_kv(k_new, k_new.clone(), case["k_cache"], case["v_cache"], case["page_table"],
+                 case["lens"])
+    Kb = case["Kb"]
+    pooled = torch.zeros((B, 4, Kb, 128), dtype=torch.bfloat16, device="cuda")
+    rt.pool_keys(case["k_cache"], case["page_table"], case["lens"], pooled, C)
+    qb = -(-C // 128)
+    scores = torch.zeros((B, 16, qb, Kb), device="cuda")
+    rt.block_scores(case["q"], pooled, case["lens"], scores)
+    mask = torch.zeros((B, 16, qb, Kb), dtype=torch.int8, device="cuda")
+    rt.select_blocks(scores, case["lens"], C, mask, 0.06, 2, 4)
+    for s in (1, 2, 4):
+        table = torch.zeros((B, 16 // s, Kb), dtype=torch.int32, device="cuda")
+        counts = torch.zeros((B, 16 // s), dtype=torch.int32, device="cuda")
+        out = torch.zeros_like(case["q"])
+        lse = torch.zeros((B, 16, C), device="cuda")
+        rt.block_union(mask, case["lens"], C, table, counts, s)
+        rt.select_union(scores, case["lens"], C, table, counts, 0.06, 2, 4, s)
+        rt.score_select_union(case["q"], pooled, case["lens"], table, counts, 0.06, 2, 4, s)
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out, lse, s)
+        rt.dense_table(case["lens"], table, counts, s, C)
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out, None, s)
+        counts.zero_()
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, out, lse, s)
+torch.cuda.synchronize()
+print("sanitize_case: done")
