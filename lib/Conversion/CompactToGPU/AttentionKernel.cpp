@@ -48,6 +48,12 @@ struct AttentionConfig {
   int64_t chunksPerRow() const { return headDim / 8; }
 };
 
+/// max(x, 0) of an i32 read from memory: a negative id in a table of bad
+/// input must not become a huge index.
+Value nonNegative(GpuBuilder &gb, Value x) {
+  return arith::MaxSIOp::create(gb.builder(), gb.location(), x, gb.i32(0));
+}
+
 /// Index of the first table entry whose block starts after `maxPos` (the
 /// entries ascend): a branch-free binary search.
 Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, Value maxPos,
@@ -57,7 +63,7 @@ Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, 
     Value open = gb.cmp(CmpIPredicate::ult, lo, hi);
     Value mid = gb.div(gb.add(lo, hi), gb.index(2));
     Value read = gb.min(mid, gb.max(gb.sub(count, gb.index(1)), gb.index(0)));
-    Value kb = gb.toIndex(gb.load(table, {b, e, read}));
+    Value kb = gb.toIndex(nonNegative(gb, gb.load(table, {b, e, read})));
     Value before = gb.cmp(CmpIPredicate::ule, gb.mul(kb, gb.index(blockSize)), maxPos);
     lo = gb.select(gb.andI(open, before), gb.add(mid, gb.index(1)), lo);
     Value after = arith::XOrIOp::create(gb.builder(), gb.location(), before,
@@ -132,7 +138,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value rows = gb.mul(chunkLen, gb.index(s));
     Value m0 = gb.mul(tileM, gb.index(kRows));
     Value kv = gb.div(gb.mul(e, gb.index(s)), gb.index(cfg.groupSize));
-    Value count = gb.toIndex(gb.load(counts, {b, e}));
+    // A count beyond the table (bad input) is clamped: nothing outside the
+    // table row is read.
+    Value count = gb.min(gb.toIndex(nonNegative(gb, gb.load(counts, {b, e}))), gb.dim(table, 2));
     Value lastRow = gb.min(gb.add(m0, gb.index(kRows - 1)), gb.sub(rows, gb.index(1)));
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
@@ -144,14 +152,23 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value valueTiles =
         gb.sharedView(shared, cfg.queryBytes() + 2 * cfg.tileBytes(), {2, kKeys, d}, cfg.element);
 
+    // First key of tile `tile` of the table walk.
+    auto tileStart = [&](GpuBuilder &l, Value tile) {
+      Value entry = l.div(tile, l.index(tilesPerBlock));
+      Value kb = l.toIndex(nonNegative(l, l.load(table, {b, e, entry})));
+      return l.add(l.mul(kb, l.index(cfg.blockSize)),
+                   l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
+    };
     // Copies of K/V tile `tile` (when `want`) into `stage`.
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
                          SmallVector<Value> &tokens) {
-      Value entry = l.div(tile, l.index(tilesPerBlock));
-      Value kb = l.toIndex(l.load(table, {b, e, entry}));
-      Value j0 = l.add(l.mul(kb, l.index(cfg.blockSize)),
-                       l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
-      Value page = l.toIndex(l.load(pageTable, {b, l.div(j0, l.index(cfg.pageSize))}));
+      Value j0 = tileStart(l, tile);
+      // The page of the tile's first key; a tile past the context (the tail
+      // of a partial last block) uses the last page of the context, so no
+      // page-table entry beyond the sequence is read. Its keys are zero-filled.
+      Value pageIndex = l.min(l.div(l.min(j0, l.sub(ctxLen, l.index(1))), l.index(cfg.pageSize)),
+                              l.sub(l.dim(pageTable, 1), l.index(1)));
+      Value page = l.toIndex(l.load(pageTable, {b, pageIndex}));
       Value slot0 = l.rem(j0, l.index(cfg.pageSize));
       for (int64_t i = 0; i < kKeys * cpr / kThreads; ++i) {
         Value c = l.add(l.index(i * kThreads), l.threadId());
@@ -245,10 +262,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
 
           // Mask keys after the row's position or past the context, on the
           // tiles where that can happen.
-          Value entry = l.div(tile, l.index(tilesPerBlock));
-          Value kb = l.toIndex(l.load(table, {b, e, entry}));
-          Value j0 = l.add(l.mul(kb, l.index(cfg.blockSize)),
-                           l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
+          Value j0 = tileStart(l, tile);
           Value jLast = l.add(j0, l.index(kKeys - 1));
           Value needMask = l.orI(l.cmp(CmpIPredicate::ugt, jLast, minPos),
                                  l.cmp(CmpIPredicate::uge, jLast, ctxLen));

@@ -177,7 +177,10 @@ void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR 
       Value rel = l.select(l.cmp(CmpIPredicate::ugt, kb, lo), l.sub(kb, lo), l.index(0));
       return l.min(rel, l.index(32));
     };
-    Value bits = bitRange(l, clampToWord(g.firstChunkBlock), clampToWord(g.numBlocks));
+    // Blocks past the table's capacity (a context longer than the table:
+    // bad input) are never added, so no write lands outside the row.
+    Value bits = bitRange(l, clampToWord(g.firstChunkBlock),
+                          clampToWord(l.min(g.numBlocks, kbCap)));
     l.store(l.orI(l.load(words, {w}), bits), words, {w});
   });
   gb.barrier();
