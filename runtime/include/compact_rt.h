@@ -157,6 +157,80 @@ compact_rt_status compact_rt_check_metadata(compact_rt_context *ctx,
                                             const int32_t *page_table, const int32_t *ctx_lens,
                                             void *stream);
 
+/*===----------------------------------------------------------------------===*
+ * Chunked prefill plan: one call per layer and chunk
+ *===----------------------------------------------------------------------===*/
+
+/* How a layer runs its chunks. */
+typedef struct {
+  compact_rt_config config;
+  int32_t exec_group_size;        /* s: query heads per block table (divides Hq / Hkv) */
+  compact_rt_selection selection; /* the FlashPrefill selector */
+  float scale;                    /* <= 0: 1 / sqrt(head_dim) */
+  int32_t max_batch;              /* sizes the plan's workspace (tables, counts) */
+  int32_t block_capacity;         /* Kb of pooled keys and tables */
+} compact_rt_plan_desc;
+
+typedef struct compact_rt_plan compact_rt_plan;
+
+compact_rt_status compact_rt_plan_create(compact_rt_context *ctx, const compact_rt_plan_desc *desc,
+                                         compact_rt_plan **out);
+void compact_rt_plan_destroy(compact_rt_plan *plan);
+
+/* One chunk of B sequences:
+ *   append_kv (k_new, v_new -> k/v cache at positions [L - C, L)),
+ *   pool_keys (the chunk's blocks of `pooled`, the per-sequence cache of
+ *              mean-pooled keys that later chunks read),
+ *   score_select_union (the group tables; skipped when every prefix block
+ *              would be kept anyway, see below),
+ *   paged_attention -> out (and lse when not NULL),
+ * all on `stream`, with no host synchronisation (capturable in a graph).
+ *
+ * `max_prefix_len` is the longest prefix (L_b - C) in the batch, which an
+ * engine knows when it schedules the chunk. While it holds at most
+ * sink + window blocks, selection would keep every block (the sink and the
+ * window cover the prefix, the chunk's own blocks are always in), so the
+ * plan writes dense tables instead and skips the scoring: the first chunk of a
+ * prompt runs dense. Otherwise the chunk is selected; a dense union costs
+ * the same attention as the dense path, so nothing else switches. */
+compact_rt_status compact_rt_prefill_chunk(compact_rt_plan *plan, const compact_rt_shape *shape,
+                                           int32_t max_prefix_len, const void *q,
+                                           const void *k_new, const void *v_new, void *k_cache,
+                                           void *v_cache, const int32_t *page_table,
+                                           const int32_t *ctx_lens, void *pooled, void *out,
+                                           float *lse, void *stream);
+
+/* The plan's last tables and counts ([max_batch, Hq / s, Kb], [max_batch,
+ * Hq / s] int32, device memory owned by the plan): for statistics. */
+const int32_t *compact_rt_plan_table(const compact_rt_plan *plan);
+const int32_t *compact_rt_plan_counts(const compact_rt_plan *plan);
+
+/*===----------------------------------------------------------------------===*
+ * Paged KV cache pool (host-side page bookkeeping)
+ *===----------------------------------------------------------------------===*/
+
+/* Hands out the pages of a cache of `num_pages` pages to sequences and writes
+ * their page tables; the K / V memory itself belongs to the caller. A page
+ * belongs to one sequence at a time. */
+typedef struct compact_rt_page_pool compact_rt_page_pool;
+
+compact_rt_status compact_rt_page_pool_create(int32_t num_pages, int32_t page_size,
+                                              int32_t max_pages_per_seq,
+                                              compact_rt_page_pool **out);
+void compact_rt_page_pool_destroy(compact_rt_page_pool *pool);
+/* Makes room for `num_tokens` tokens of sequence `seq` (a non-negative id the
+ * caller chooses): allocates the pages it lacks. Fails, allocating nothing,
+ * when the pool or the page table row is exhausted. */
+compact_rt_status compact_rt_page_pool_reserve(compact_rt_page_pool *pool, int64_t seq,
+                                               int32_t num_tokens);
+/* Returns the pages of sequence `seq` to the pool. */
+compact_rt_status compact_rt_page_pool_release(compact_rt_page_pool *pool, int64_t seq);
+/* Writes the page table row of `seq` (max_pages_per_seq int32, -1 past its
+ * pages) to host memory `row`. */
+compact_rt_status compact_rt_page_pool_table(const compact_rt_page_pool *pool, int64_t seq,
+                                             int32_t *row);
+int32_t compact_rt_page_pool_free_pages(const compact_rt_page_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 
 #include "compact_rt.h"
 
+#include "Context.h"
 #include "Driver.h"
 #include "KernelTable.h"
 
@@ -32,25 +33,11 @@ compact_rt_status fail(compact_rt_status status, std::string message) {
   return status;
 }
 
+uint64_t nextFakeAddress = uint64_t(1) << 40;
+
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 } // namespace
-
-struct compact_rt_context {
-  const Driver *driver = nullptr;
-  CUdevice device = 0;
-  CUcontext primary = nullptr;
-  CUmodule module = nullptr;
-  int maxSharedOptIn = 48 * 1024;
-  std::mutex mutex;
-  std::unordered_map<std::string, CUfunction> functions;
-  std::unordered_map<CUfunction, int> sharedLimit;
-  CUdeviceptr lseScratch = 0;
-  size_t lseScratchBytes = 0;
-  /// Dry run: no device; launches are recorded here.
-  bool dryRun = false;
-  std::string launchLog;
-};
 
 namespace {
 
@@ -395,6 +382,35 @@ void bindSelection(Bindings &b, const compact_rt_selection *sel) {
 }
 
 } // namespace
+
+int compact::rt::setError(int status, std::string message) {
+  return fail(compact_rt_status(status), std::move(message));
+}
+
+CUdeviceptr compact::rt::allocate(compact_rt_context *ctx, size_t bytes, const char *what) {
+  if (ctx->dryRun) {
+    std::lock_guard<std::mutex> lock(ctx->mutex);
+    CUdeviceptr p = nextFakeAddress;
+    nextFakeAddress += (bytes + 255) / 256 * 256 + 256;
+    return p;
+  }
+  ScopedContext scope(ctx);
+  CUdeviceptr p = 0;
+  CUresult r = ctx->driver->cuMemAlloc(&p, bytes);
+  if (r != CUDA_SUCCESS) {
+    fail(COMPACT_RT_CUDA_ERROR, std::string("allocating ") + what + " (" + std::to_string(bytes) +
+                                    " bytes): " + ctx->driver->describe(r));
+    return 0;
+  }
+  return p;
+}
+
+void compact::rt::release(compact_rt_context *ctx, CUdeviceptr pointer) {
+  if (ctx->dryRun || !pointer)
+    return;
+  ScopedContext scope(ctx);
+  ctx->driver->cuMemFree(pointer);
+}
 
 //===----------------------------------------------------------------------===//
 // Context

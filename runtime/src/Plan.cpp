@@ -1,0 +1,142 @@
+//===- Plan.cpp - chunked prefill of one layer, one call per chunk --------===//
+
+#include "compact_rt.h"
+
+#include "Context.h"
+
+#include <string>
+
+using namespace compact::rt;
+
+struct compact_rt_plan {
+  compact_rt_context *ctx;
+  compact_rt_plan_desc desc;
+  CUdeviceptr table = 0, counts = 0;
+};
+
+namespace {
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+compact_rt_status planError(compact_rt_status status, const std::string &message) {
+  return compact_rt_status(setError(status, message));
+}
+} // namespace
+
+extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
+                                                    const compact_rt_plan_desc *desc,
+                                                    compact_rt_plan **out) {
+  if (!out)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: argument 'out' must not be NULL");
+  *out = nullptr;
+  if (!ctx)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: argument 'ctx' must not be NULL");
+  if (!desc)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: argument 'desc' must not be NULL");
+  const compact_rt_config &c = desc->config;
+  if (c.q_heads <= 0 || c.kv_heads <= 0 || c.q_heads % c.kv_heads != 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->config.q_heads must be a positive multiple "
+                     "of desc->config.kv_heads");
+  int32_t g = c.q_heads / c.kv_heads;
+  if (desc->exec_group_size <= 0 || g % desc->exec_group_size != 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->exec_group_size (" +
+                         std::to_string(desc->exec_group_size) +
+                         ") must divide q_heads / kv_heads (" + std::to_string(g) + ")");
+  if (desc->max_batch <= 0 || desc->block_capacity <= 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->max_batch and desc->block_capacity must be "
+                     "positive");
+  if (!(desc->selection.alpha > 0.0f && desc->selection.alpha <= 1.0f) ||
+      desc->selection.sink < 0 || desc->selection.window < 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->selection needs alpha in (0, 1] and "
+                     "non-negative sink and window");
+  if (!compact_rt_supports(ctx, &c, desc->exec_group_size))
+    return planError(COMPACT_RT_UNSUPPORTED,
+                     "compact_rt_plan_create: the kernel library has no kernels for this "
+                     "configuration and exec_group_size (see compact-codegen --config)");
+  auto plan = new compact_rt_plan{ctx, *desc};
+  size_t groups = size_t(desc->max_batch) * (c.q_heads / desc->exec_group_size);
+  plan->table = allocate(ctx, groups * desc->block_capacity * 4, "the plan's tables");
+  plan->counts = plan->table ? allocate(ctx, groups * 4, "the plan's counts") : 0;
+  if (!plan->table || !plan->counts) {
+    release(ctx, plan->table);
+    delete plan;
+    return COMPACT_RT_CUDA_ERROR;
+  }
+  *out = plan;
+  return COMPACT_RT_OK;
+}
+
+extern "C" void compact_rt_plan_destroy(compact_rt_plan *plan) {
+  if (!plan)
+    return;
+  release(plan->ctx, plan->table);
+  release(plan->ctx, plan->counts);
+  delete plan;
+}
+
+extern "C" const int32_t *compact_rt_plan_table(const compact_rt_plan *plan) {
+  return plan ? reinterpret_cast<const int32_t *>(uintptr_t(plan->table)) : nullptr;
+}
+
+extern "C" const int32_t *compact_rt_plan_counts(const compact_rt_plan *plan) {
+  return plan ? reinterpret_cast<const int32_t *>(uintptr_t(plan->counts)) : nullptr;
+}
+
+extern "C" compact_rt_status compact_rt_prefill_chunk(
+    compact_rt_plan *plan, const compact_rt_shape *shape, int32_t max_prefix_len, const void *q,
+    const void *k_new, const void *v_new, void *k_cache, void *v_cache, const int32_t *page_table,
+    const int32_t *ctx_lens, void *pooled, void *out, float *lse, void *stream) {
+  if (!plan)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: argument 'plan' must not be NULL");
+  if (!shape)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: argument 'shape' must not be NULL");
+  const compact_rt_plan_desc &d = plan->desc;
+  if (shape->batch > d.max_batch)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: shape->batch (" + std::to_string(shape->batch) +
+                         ") exceeds the plan's max_batch (" + std::to_string(d.max_batch) + ")");
+  if (shape->block_capacity != d.block_capacity)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: shape->block_capacity (" +
+                         std::to_string(shape->block_capacity) + ") must be the plan's (" +
+                         std::to_string(d.block_capacity) + ")");
+  if (max_prefix_len < 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: argument 'max_prefix_len' must be non-negative");
+  compact_rt_context *ctx = plan->ctx;
+  const compact_rt_config *c = &d.config;
+  const int32_t s = d.exec_group_size;
+  auto *table = reinterpret_cast<int32_t *>(uintptr_t(plan->table));
+  auto *counts = reinterpret_cast<int32_t *>(uintptr_t(plan->counts));
+  compact_rt_status status =
+      compact_rt_append_kv(ctx, c, shape, k_new, v_new, page_table, ctx_lens, k_cache, v_cache,
+                           stream);
+  if (status == COMPACT_RT_OK)
+    status = compact_rt_pool_keys(ctx, c, shape, k_cache, page_table, ctx_lens, pooled, stream);
+  if (status != COMPACT_RT_OK)
+    return status;
+  // While the first query block's window reaches back past the sink, every
+  // prefix block would be selected: write dense tables, skip the scoring.
+  int64_t firstLast =
+      (int64_t(max_prefix_len) + std::min<int64_t>(c->block_size, shape->chunk_len) - 1) /
+      c->block_size;
+  bool dense = firstLast < int64_t(d.selection.sink) + d.selection.window;
+  if (dense)
+    status = compact_rt_dense_table(ctx, c, shape, s, ctx_lens, table, counts, stream);
+  else
+    status = compact_rt_score_select_union(ctx, c, shape, s, q, pooled, ctx_lens, d.scale,
+                                           &d.selection, table, counts, stream);
+  if (status != COMPACT_RT_OK)
+    return status;
+  (void)ceilDiv;
+  return compact_rt_paged_attention(ctx, c, shape, s, q, k_cache, v_cache, page_table, ctx_lens,
+                                    table, counts, d.scale, out, lse, stream);
+}

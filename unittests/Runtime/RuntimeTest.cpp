@@ -1,0 +1,219 @@
+//===- RuntimeTest.cpp - the runtime's validation, launches and page pool -===//
+//
+// Runs without a GPU: a dry-run context validates every call and records the
+// launches (kernel, grid, block, shared memory) it would make.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compact_rt.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+/// Aligned fake device addresses: dry runs never dereference them.
+template <typename T = void>
+T *fake(uintptr_t n) {
+  return reinterpret_cast<T *>(uintptr_t(1) << 32 | n << 12);
+}
+
+class DryRun : public ::testing::Test {
+protected:
+  void SetUp() override { ASSERT_EQ(compact_rt_create_dry_run(&ctx), COMPACT_RT_OK); }
+  void TearDown() override { compact_rt_destroy(ctx); }
+  std::string log() const { return compact_rt_dry_run_log(ctx); }
+  std::string error() const { return compact_rt_last_error(); }
+
+  compact_rt_context *ctx = nullptr;
+  compact_rt_config config{16, 4, 128, 64, 128, COMPACT_RT_BF16, COMPACT_RT_NHD};
+  // B 8, C 1024, 8192 pages, 2048 pages per sequence (128K), Kb 1024.
+  compact_rt_shape shape{8, 1024, 8192, 2048, 1024};
+  compact_rt_selection selection{0.06f, 2, 4};
+};
+
+TEST(Runtime, CreateExplainsAMissingDriver) {
+  compact_rt_context *ctx = nullptr;
+  compact_rt_status status = compact_rt_create(0, &ctx);
+  if (status == COMPACT_RT_OK) { // a machine with a GPU
+    compact_rt_destroy(ctx);
+    GTEST_SKIP() << "a CUDA driver is present";
+  }
+  std::string message = compact_rt_last_error();
+  if (status == COMPACT_RT_NO_DRIVER)
+    EXPECT_NE(message.find("libcuda.so.1"), std::string::npos) << message;
+  else
+    EXPECT_NE(message.find("compact_rt_create"), std::string::npos) << message;
+  EXPECT_EQ(ctx, nullptr);
+}
+
+TEST_F(DryRun, AttentionLaunchesOneBlockPer128PackedRows) {
+  for (int32_t s : {1, 2, 4}) {
+    ASSERT_EQ(compact_rt_paged_attention(ctx, &config, &shape, s, fake(1), fake(2), fake(3),
+                                         fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                         fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr),
+              COMPACT_RT_OK)
+        << error();
+  }
+  std::string expected =
+      "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention grid=[8,16,8] "
+      "block=[256,1,1] shared=98304\n"
+      "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention grid=[16,8,8] "
+      "block=[256,1,1] shared=98304\n"
+      "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_attention grid=[32,4,8] "
+      "block=[256,1,1] shared=98304\n";
+  EXPECT_EQ(log(), expected);
+}
+
+TEST_F(DryRun, FusedSelectionIsClearThresholdTable) {
+  ASSERT_EQ(compact_rt_score_select_union(ctx, &config, &shape, 4, fake(1), fake(2),
+                                          fake<int32_t>(3), 0.0f, &selection, fake<int32_t>(4),
+                                          fake<int32_t>(5), nullptr),
+            COMPACT_RT_OK)
+      << error();
+  std::string l = log();
+  size_t clear = l.find("score_select_union_clear grid=[4,8,1]");
+  size_t select = l.find("score_select_union_select grid=[8,16,8]");
+  size_t table = l.find("score_select_union_table grid=[4,8,1]");
+  ASSERT_NE(clear, std::string::npos) << l;
+  ASSERT_NE(select, std::string::npos) << l;
+  ASSERT_NE(table, std::string::npos) << l;
+  EXPECT_LT(clear, select);
+  EXPECT_LT(select, table);
+  // The row of scores of 1024 blocks lives in shared memory.
+  EXPECT_NE(l.find("shared=" + std::to_string(54272 + 4 * 1024)), std::string::npos) << l;
+}
+
+TEST_F(DryRun, ArgumentsAreNamed) {
+  struct Case {
+    const char *expect;
+    compact_rt_status status;
+  };
+  auto attention = [&](int32_t s, const void *q, const void *out) {
+    return compact_rt_paged_attention(ctx, &config, &shape, s, q, fake(2), fake(3),
+                                      fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                      fake<int32_t>(7), 0.0f, const_cast<void *>(out), nullptr,
+                                      nullptr);
+  };
+  EXPECT_EQ(attention(4, nullptr, fake(8)), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'q' must not be NULL"), std::string::npos) << error();
+  EXPECT_EQ(attention(4, reinterpret_cast<void *>(uintptr_t(fake(1)) + 2), fake(8)),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'q' must be aligned to 16 bytes"), std::string::npos);
+  EXPECT_EQ(attention(3, fake(1), fake(8)), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'exec_group_size' (3) must divide q_heads / kv_heads (4)"),
+            std::string::npos)
+      << error();
+  EXPECT_EQ(attention(4, fake(1), fake(1)), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'out' must not alias"), std::string::npos);
+
+  compact_rt_shape small = shape;
+  small.block_capacity = 4; // 512 tokens < chunk 1024
+  EXPECT_EQ(compact_rt_dense_table(ctx, &config, &small, 4, fake<int32_t>(1), fake<int32_t>(2),
+                                   fake<int32_t>(3), nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("shape->block_capacity (4) holds fewer tokens than shape->chunk_len"),
+            std::string::npos)
+      << error();
+
+  compact_rt_config odd = config;
+  odd.head_dim = 96;
+  EXPECT_EQ(compact_rt_dense_table(ctx, &odd, &shape, 4, fake<int32_t>(1), fake<int32_t>(2),
+                                   fake<int32_t>(3), nullptr),
+            COMPACT_RT_UNSUPPORTED);
+  EXPECT_NE(error().find("no dense_table kernel for q16_kv4_d96_p64_b128_bf16_nhd"),
+            std::string::npos)
+      << error();
+
+  compact_rt_selection bad{1.5f, 2, 4};
+  EXPECT_EQ(compact_rt_select_union(ctx, &config, &shape, 4, fake<float>(1), fake<int32_t>(2),
+                                    &bad, fake<int32_t>(3), fake<int32_t>(4), nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("selection->alpha must be in (0, 1]"), std::string::npos) << error();
+
+  compact_rt_shape huge = shape;
+  huge.block_capacity = 200000; // the row of scores no longer fits in shared memory
+  huge.max_pages_per_seq = 400000;
+  EXPECT_EQ(compact_rt_score_select_union(ctx, &config, &huge, 4, fake(1), fake(2),
+                                          fake<int32_t>(3), 0.0f, &selection, fake<int32_t>(4),
+                                          fake<int32_t>(5), nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("bytes of shared memory for shape->block_capacity 200000"),
+            std::string::npos)
+      << error();
+  // A failed call launches nothing (only the clear kernel of the last call,
+  // which needs no shared memory, came before its check).
+  EXPECT_EQ(log().find("attention"), std::string::npos);
+}
+
+TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
+  compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024};
+  compact_rt_plan *plan = nullptr;
+  ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
+  auto chunk = [&](int32_t prefix) {
+    return compact_rt_prefill_chunk(plan, &shape, prefix, fake(1), fake(2), fake(3), fake(4),
+                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
+                                    nullptr, nullptr);
+  };
+  // First chunk: prefix 0 -> dense. Later, selection keeps every prefix block
+  // while the first query block's last block is below sink + window = 6.
+  ASSERT_EQ(chunk(0), COMPACT_RT_OK) << error();
+  std::string first = log();
+  EXPECT_NE(first.find("append_kv_append"), std::string::npos);
+  EXPECT_NE(first.find("pool_keys_pool"), std::string::npos);
+  EXPECT_NE(first.find("dense_table_dense"), std::string::npos);
+  EXPECT_EQ(first.find("score_select_union"), std::string::npos);
+  EXPECT_NE(first.find("paged_attention_attention"), std::string::npos);
+  // (P + 128 - 1) / 128 < 6  <=>  P <= 640: the last dense prefix.
+  ASSERT_EQ(chunk(640), COMPACT_RT_OK);
+  EXPECT_EQ(log().find("score_select_union"), std::string::npos);
+  ASSERT_EQ(chunk(641), COMPACT_RT_OK);
+  EXPECT_NE(log().find("score_select_union_select"), std::string::npos);
+  compact_rt_shape bigger = shape;
+  bigger.batch = 9;
+  EXPECT_EQ(compact_rt_prefill_chunk(plan, &bigger, 0, fake(1), fake(2), fake(3), fake(4),
+                                     fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8),
+                                     fake(9), nullptr, nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("exceeds the plan's max_batch (8)"), std::string::npos) << error();
+  compact_rt_plan_destroy(plan);
+}
+
+TEST(PagePool, PagesBelongToOneSequenceAtATime) {
+  compact_rt_page_pool *pool = nullptr;
+  ASSERT_EQ(compact_rt_page_pool_create(10, 64, 4, &pool), COMPACT_RT_OK);
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 1, 130), COMPACT_RT_OK); // 3 pages
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 2, 64), COMPACT_RT_OK);  // 1 page
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 1, 192), COMPACT_RT_OK); // still 3
+  EXPECT_EQ(compact_rt_page_pool_free_pages(pool), 6);
+  std::vector<int32_t> row1(4), row2(4);
+  ASSERT_EQ(compact_rt_page_pool_table(pool, 1, row1.data()), COMPACT_RT_OK);
+  ASSERT_EQ(compact_rt_page_pool_table(pool, 2, row2.data()), COMPACT_RT_OK);
+  EXPECT_EQ(row1[3], -1);
+  EXPECT_EQ(row2[1], -1);
+  std::set<int32_t> used(row1.begin(), row1.begin() + 3);
+  EXPECT_EQ(used.size(), 3u);
+  EXPECT_EQ(used.count(row2[0]), 0u) << "a page handed out twice";
+
+  // A sequence may not outgrow its page table row; the pool may not overflow.
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 1, 5 * 64), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(compact_rt_last_error()).find("more than max_pages_per_seq (4)"),
+            std::string::npos);
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 3, 4 * 64), COMPACT_RT_OK);
+  EXPECT_EQ(compact_rt_page_pool_reserve(pool, 4, 4 * 64), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(compact_rt_last_error()).find("the pool is exhausted"), std::string::npos);
+  EXPECT_EQ(compact_rt_page_pool_free_pages(pool), 2) << "a failed reserve allocates nothing";
+
+  EXPECT_EQ(compact_rt_page_pool_release(pool, 3), COMPACT_RT_OK);
+  EXPECT_EQ(compact_rt_page_pool_free_pages(pool), 6);
+  EXPECT_EQ(compact_rt_page_pool_release(pool, 3), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(compact_rt_last_error()).find("sequence 3 holds no pages"),
+            std::string::npos);
+  EXPECT_EQ(compact_rt_page_pool_table(pool, 99, row1.data()), COMPACT_RT_INVALID_ARGUMENT);
+  compact_rt_page_pool_destroy(pool);
+}
+
+} // namespace
