@@ -10,6 +10,8 @@ Importing needs neither a GPU nor PyTorch; using the GPU kernels needs both
 """
 
 from ._native import Config, Selection, Shape, last_error, library
+from .prefill import ChunkedPrefill, chunked_prefill_attention, register
 from .runtime import CompactError, Runtime
 
-__all__ = ["Runtime", "CompactError", "Config", "Shape", "Selection", "library", "last_error"]
+__all__ = ["Runtime", "ChunkedPrefill", "chunked_prefill_attention", "register", "CompactError",
+           "Config", "Shape", "Selection", "library", "last_error"]
