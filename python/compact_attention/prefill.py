@@ -39,7 +39,7 @@ class _DeviceArray:
 
     def __init__(self, pointer, shape, typestr):
         self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr,
-                                         "data": (pointer, True), "version": 3, "strides": None}
+                                         "data": (pointer, False), "version": 3, "strides": None}
 
 
 class ChunkedPrefill:
