@@ -429,8 +429,9 @@ struct ScoreLayout {
   int64_t rows, headDim, warps;
   int64_t scratch() const { return 0; }
   int64_t queryTile() const { return 1024; }
-  int64_t keyTile() const { return queryTile() + rows * headDim * 2; }
-  int64_t partialMax() const { return keyTile() + kScoreColumns * headDim * 2; }
+  /// Two stages of pooled keys: the next tile loads while this one is scored.
+  int64_t keyTiles() const { return queryTile() + rows * headDim * 2; }
+  int64_t partialMax() const { return keyTiles() + 2 * kScoreColumns * headDim * 2; }
   int64_t partialSum() const { return partialMax() + warps * kScoreColumns * 4; }
   int64_t row() const { return partialSum() + warps * kScoreColumns * 4; }
 };
@@ -472,7 +473,8 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
   const int64_t chunksPerRow = d / 8;
   Type f32 = gb.builder().getF32Type();
   Value queryTile = gb.sharedView(shared, layout.queryTile(), {rows, d}, cfg.element);
-  Value keyTile = gb.sharedView(shared, layout.keyTile(), {kScoreColumns, d}, cfg.element);
+  Value keyTiles =
+      gb.sharedView(shared, layout.keyTiles(), {2, kScoreColumns, d}, cfg.element);
   Value partialMax =
       gb.sharedView(shared, layout.partialMax(), {layout.warps, kScoreColumns}, f32);
   Value partialSum =
@@ -511,22 +513,32 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
   Value tiles = gb.ceilDiv(computeEnd, gb.index(kScoreColumns));
   Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
   Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
-  gb.loop(gb.index(0), tiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
+  // Pooled keys of tile `tile` (zero where not scored) into `stage`.
+  auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage) {
     Value kb0 = l.mul(tile, l.index(kScoreColumns));
-    // Pooled keys kb0 .. kb0 + 63 of the kv head (zero where not scored).
     SmallVector<Value> keyTokens;
     for (int64_t i = 0; i < kScoreColumns * chunksPerRow / threads; ++i) {
       Value c = l.add(l.index(i * threads), l.threadId());
       Value r = l.div(c, l.index(chunksPerRow));
       Value x = l.mul(l.rem(c, l.index(chunksPerRow)), l.index(8));
       Value kb = l.add(kb0, r);
-      Value valid = l.cmp(CmpIPredicate::ult, kb, computeEnd);
-      Value kbRead = l.min(kb, l.sub(computeEnd, l.index(1)));
-      keyTokens.push_back(l.copyAsync16(keyTile, {r, swizzledColumn(l, r, x)}, pooled,
+      Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, kb, computeEnd));
+      Value kbRead = l.min(kb, l.sub(l.max(computeEnd, l.index(1)), l.index(1)));
+      keyTokens.push_back(l.copyAsync16(keyTiles, {stage, r, swizzledColumn(l, r, x)}, pooled,
                                         {b, kv, kbRead, x}, valid));
     }
     l.commitGroup(keyTokens);
-    l.waitGroups(0);
+  };
+  issueTile(gb, gb.index(0), gb.cmp(CmpIPredicate::ugt, tiles, gb.index(0)), gb.index(0));
+  gb.loop(gb.index(0), tiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
+    Value kb0 = l.mul(tile, l.index(kScoreColumns));
+    Value stage = l.rem(tile, l.index(2));
+    // Prefetch the next tile (zero-filled after the last) into the other
+    // stage: its last readers passed the barrier after the previous scores.
+    Value next = l.add(tile, l.index(1));
+    Value hasNext = l.cmp(CmpIPredicate::ult, next, tiles);
+    issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage));
+    l.waitGroups(1);
     l.barrier();
 
     // S = Q K^T for 16 rows x 64 columns per warp: 8 n-tiles of 8 columns.
@@ -539,7 +551,7 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
         Value col = l.add(l.index(ks * 16),
                           l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)), l.index(8)));
         SmallVector<Value, 4> bFrag =
-            l.ldmatrix(keyTile, {key, swizzledColumn(l, key, col)}, 4, false);
+            l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
         acc[2 * np] = l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, acc[2 * np], cfg.element);
         acc[2 * np + 1] =
             l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, acc[2 * np + 1], cfg.element);
