@@ -158,6 +158,15 @@ func.func @{f}__paged_attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref
         into {q}, {lse}
   return
 }
+func.func @{f}__paged_attention_mma(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
+                                    %lens: memref<?xi32>, %table: {table}, %counts: {counts},
+                                    %out: {q}, %lse: {lse}) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
+      {block_size = {bs}, layout = {layout}, compact.matrix_path = "mma_sync"}
+      : {q}, {cache}, {cache}, memref<?x?xi32>, memref<?xi32>, {table}, {counts}
+        into {q}, {lse}
+  return
+}
 )mlir";
 
 } // namespace

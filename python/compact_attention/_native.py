@@ -43,6 +43,7 @@ _SIGNATURES = {
     "compact_rt_dry_run_log": (ctypes.c_char_p, [_P]),
     "compact_rt_destroy": (None, [_P]),
     "compact_rt_supports": (ctypes.c_int, [_P, _CFG, _I32]),
+    "compact_rt_set_matrix_path": (ctypes.c_int, [_P, ctypes.c_char_p]),
     "compact_rt_append_kv": (ctypes.c_int, [_P, _CFG, _SHP, _P, _P, _P, _P, _P, _P, _P]),
     "compact_rt_pool_keys": (ctypes.c_int, [_P, _CFG, _SHP, _P, _P, _P, _P, _P]),
     "compact_rt_block_scores": (ctypes.c_int, [_P, _CFG, _SHP, _P, _P, _P, _F32, _P, _P]),

@@ -30,7 +30,7 @@ class Runtime:
     data type and cache layout (what the generated code is specialised on)."""
 
     def __init__(self, q_heads, kv_heads, head_dim, page_size=64, block_size=128,
-                 dtype="bfloat16", layout="nhd", device=None, dry_run=False):
+                 dtype="bfloat16", layout="nhd", device=None, dry_run=False, matrix_path=None):
         torch = _torch()
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace("torch.", "")
@@ -65,6 +65,9 @@ class Runtime:
             raise CompactError(_native.last_error())
         self._handle = handle
         self._lib = lib
+        if matrix_path is not None:
+            if lib.compact_rt_set_matrix_path(handle, matrix_path.encode()) != _native.OK:
+                raise ValueError(_native.last_error())
 
     def __del__(self):
         handle = getattr(self, "_handle", None)

@@ -10,9 +10,10 @@ import torch
 from cases import make_case
 from compact_attention import Runtime
 
-rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd")
 gen = torch.Generator().manual_seed(0)
-for B, C, lens in [(2, 77, [300, 77]), (1, 1, [1]), (3, 200, [1000, 260, 513])]:
+for path, B, C, lens in [("wgmma", 2, 77, [300, 77]), ("wgmma", 1, 1, [1]),
+                         ("wgmma", 3, 200, [1000, 260, 513]), ("mma_sync", 3, 200, [1000, 260, 513])]:
+    rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", matrix_path=path)
     case = make_case(gen, B, C, lens, 16, 4, 128, 64, 128)
     k_new = torch.randn((B, C, 4, 128), device="cuda").bfloat16()
     rt.append_kv(k_new, k_new.clone(), case["k_cache"], case["v_cache"], case["page_table"],

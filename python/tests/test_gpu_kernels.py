@@ -23,12 +23,12 @@ CONFIGS = [
 _runtimes = {}
 
 
-def runtime(cfg):
+def runtime(cfg, path="wgmma"):
     Hq, Hkv, D, PS, bs, dtype, layout, _ = cfg
-    key = cfg[:7]
+    key = cfg[:7] + (path,)
     if key not in _runtimes:
         _runtimes[key] = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16",
-                                 layout)
+                                 layout, matrix_path=path)
     return _runtimes[key]
 
 
@@ -184,10 +184,11 @@ def random_tables(gen, case, s, keep):
 ATTENTION_SHAPES = [(1, 1024, 3000), (3, 200, 1200), (2, 1, 700), (8, 512, 2048), (1, 77, 0)]
 
 
+@pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
-def test_attention_matches_fp64(cfg):
+def test_attention_matches_fp64(cfg, path):
     gen = torch.Generator().manual_seed(5)
-    rt = runtime(cfg)
+    rt = runtime(cfg, path)
     tol = 1e-2
     for (B, C, max_prefix), keep in zip(ATTENTION_SHAPES, [1.0, 0.3, 0.5, 0.2, 1.0]):
         case = case_for(cfg, gen, B, C, max_prefix)
@@ -206,10 +207,11 @@ def test_attention_matches_fp64(cfg):
             assert torch.allclose(lse[finite].double(), ref_lse[finite], atol=2e-2, rtol=2e-3)
 
 
-def test_rows_without_keys_are_zero():
+@pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
+def test_rows_without_keys_are_zero(path):
     gen = torch.Generator().manual_seed(6)
     cfg = CONFIGS[0]
-    rt = runtime(cfg)
+    rt = runtime(cfg, path)
     case = case_for(cfg, gen, 2, 300, 1000)
     table = torch.full((2, 4, case["Kb"]), -1, dtype=torch.int32, device="cuda")
     counts = torch.zeros((2, 4), dtype=torch.int32, device="cuda")
@@ -221,10 +223,11 @@ def test_rows_without_keys_are_zero():
     assert torch.isneginf(lse).all()
 
 
-def test_bit_identical_repeats_and_graph_replay():
+@pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
+def test_bit_identical_repeats_and_graph_replay(path):
     gen = torch.Generator().manual_seed(7)
     cfg = CONFIGS[0]
-    rt = runtime(cfg)
+    rt = runtime(cfg, path)
     case = case_for(cfg, gen, 4, 1024, 8000)
     pooled = pooled_of(rt, case)
     E = 4

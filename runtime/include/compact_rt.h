@@ -81,6 +81,11 @@ void compact_rt_destroy(compact_rt_context *ctx);
 compact_rt_status compact_rt_create_dry_run(compact_rt_context **out);
 const char *compact_rt_dry_run_log(const compact_rt_context *ctx);
 
+/* Which attention kernel compact_rt_paged_attention launches: "wgmma" (the
+ * default: Hopper's warpgroup MMA) or "mma_sync" (the portable fallback).
+ * The environment variable COMPACT_RT_MATRIX_PATH sets the default. */
+compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx, const char *path);
+
 /* 1 if the library has kernels for (config, exec_group_size), else 0. */
 int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
                         int32_t exec_group_size);

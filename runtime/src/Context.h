@@ -20,6 +20,8 @@ struct compact_rt_context {
   std::unordered_map<compact::rt::CUfunction, int> sharedLimit;
   compact::rt::CUdeviceptr lseScratch = 0;
   size_t lseScratchBytes = 0;
+  /// paged_attention (wgmma) or paged_attention_mma (mma.sync).
+  std::string attentionOp = "paged_attention";
   /// Dry run: no device; launches are recorded here.
   bool dryRun = false;
   std::string launchLog;

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -416,6 +417,26 @@ void compact::rt::release(compact_rt_context *ctx, CUdeviceptr pointer) {
 // Context
 //===----------------------------------------------------------------------===//
 
+namespace {
+/// The attention kernel a path names; empty if none.
+std::string attentionOpFor(const char *path) {
+  if (path && std::strcmp(path, "wgmma") == 0)
+    return "paged_attention";
+  if (path && std::strcmp(path, "mma_sync") == 0)
+    return "paged_attention_mma";
+  return "";
+}
+
+void applyMatrixPathFromEnvironment(compact_rt_context *ctx) {
+  if (const char *env = std::getenv("COMPACT_RT_MATRIX_PATH")) {
+    std::string op = attentionOpFor(env);
+    if (!op.empty())
+      ctx->attentionOp = op;
+  }
+}
+} // namespace
+
+
 extern "C" const char *compact_rt_last_error(void) { return lastError.c_str(); }
 
 extern "C" compact_rt_status compact_rt_create(int device, compact_rt_context **out) {
@@ -465,6 +486,7 @@ extern "C" compact_rt_status compact_rt_create(int device, compact_rt_context **
                    std::string("loading the kernel library (") +
                        (image.format == ImageFormat::Cubin ? "cubin" : "PTX") +
                        "): " + d->describe(r));
+  applyMatrixPathFromEnvironment(ctx);
   *out = ctx;
   return COMPACT_RT_OK;
 }
@@ -476,6 +498,7 @@ extern "C" compact_rt_status compact_rt_create_dry_run(compact_rt_context **out)
   auto ctx = new compact_rt_context;
   ctx->dryRun = true;
   ctx->maxSharedOptIn = 227 * 1024; // sm_90
+  applyMatrixPathFromEnvironment(ctx);
   *out = ctx;
   return COMPACT_RT_OK;
 }
@@ -500,6 +523,20 @@ extern "C" void compact_rt_destroy(compact_rt_context *ctx) {
   }
   ctx->driver->cuDevicePrimaryCtxRelease(ctx->device);
   delete ctx;
+}
+
+extern "C" compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx, const char *path) {
+  if (!ctx)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_matrix_path: argument 'ctx' must not be NULL");
+  std::string op = attentionOpFor(path);
+  if (op.empty())
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                std::string("compact_rt_set_matrix_path: argument 'path' must be \"wgmma\" or "
+                            "\"mma_sync\", got ") +
+                    (path ? "\"" + std::string(path) + "\"" : std::string("NULL")));
+  ctx->attentionOp = op;
+  return COMPACT_RT_OK;
 }
 
 extern "C" int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
@@ -759,7 +796,7 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   call.scale(scale);
   if (!call.failed() && (out == q || out == k_cache || out == v_cache))
     call.error(COMPACT_RT_INVALID_ARGUMENT, "argument 'out' must not alias 'q' or the cache");
-  const KernelInfo *k = call.kernel("paged_attention", "attention", exec_group_size);
+  const KernelInfo *k = call.kernel(ctx->attentionOp.c_str(), "attention", exec_group_size);
   if (call.failed())
     return call.status;
   // The kernels always write the log-sum-exp; a caller that does not want it

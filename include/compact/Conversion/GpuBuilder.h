@@ -74,6 +74,30 @@ public:
   void commitGroup(ValueRange tokens);
   void waitGroups(int32_t pending);
 
+  // Hopper (sm_90a) warpgroup matrix multiply, as inline PTX: MLIR's NVVM
+  // ops have no register-A form, and the fences must stay where they are.
+
+  /// A PTX statement with side effects and no operands (kept in order with
+  /// the other such statements).
+  void ptx(StringRef statement);
+  /// Passes `values` (f32 / i32) through an empty volatile asm: later
+  /// statements cannot be moved above it, so register accesses stay on the
+  /// right side of wgmma fences and waits.
+  SmallVector<Value> fenceOperands(ValueRange values);
+  /// wgmma.mma_async m64nNk16, A and B from shared memory (K-major
+  /// descriptors): acc (N/2 f32 per thread) += A * B, or = A * B when
+  /// `accumulate` is false.
+  SmallVector<Value> wgmmaShared(int64_t n, Type elementType, Value descA, Value descB,
+                                 ValueRange acc, bool accumulate);
+  /// wgmma.mma_async m64nNk16, A from registers (4 x i32, the accumulator
+  /// layout of the previous product), B from shared memory; `transposeB` for
+  /// an MN-major B.
+  SmallVector<Value> wgmmaRegisterA(int64_t n, Type elementType, ArrayRef<Value> a, Value descB,
+                                    ValueRange acc, bool transposeB);
+  /// The 64-bit descriptor of a 128-byte-swizzled shared-memory matrix at
+  /// shared address `address` (i64) with leading / stride byte offsets.
+  Value wgmmaDescriptor(Value address, int64_t leadingBytes, int64_t strideBytes);
+
   /// A view of the kernel's dynamic shared memory at `byteOffset`.
   Value sharedView(Value base, int64_t byteOffset, ArrayRef<int64_t> shape, Type elementType);
 

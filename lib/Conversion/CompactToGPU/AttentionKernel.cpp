@@ -1,7 +1,16 @@
 //===- AttentionKernel.cpp - paged attention on the tensor cores ----------===//
 //
-// FlashAttention-2 style, mma.sync m16n8k16 (sm_80+), one block of 8 warps
-// per (128 packed query rows, execution group, sequence):
+// FlashAttention style, one block of 8 warps (2 warpgroups) per (128 packed
+// query rows, execution group, sequence), on one of two matrix paths:
+//
+//   wgmma    (sm_90a) S = Q K^T with both operands read from 128-byte-
+//            swizzled shared memory through descriptors, O += P V with P from
+//            registers and V an MN-major shared operand (inline PTX);
+//   mma_sync (sm_80+) ldmatrix fragments and mma.sync m16n8k16: the fallback.
+//
+// Both keep S, P and O in the same register layout (rows 16w + lane/4 (+8),
+// columns 8n + 2 (lane % 4) (+1)), so everything but the two products is
+// shared:
 //
 //   * GQA packing: the group's s heads and the chunk's C rows form one row
 //     stream, t-major (row r is token r / s of head e * s + r % s), so every
@@ -10,11 +19,10 @@
 //     lies in one page (page size >= 64), found through the page table, and
 //     is copied in place with cp.async into swizzled shared memory, two
 //     stages deep. Blocks that start after the tile's last query are skipped.
-//   * Per warp 16 rows: Q fragments stay in registers; S = Q K^T (ldmatrix),
-//     the causal / context mask on the tiles that need it, the online softmax
-//     in base 2 (scale folded into the logits), P cast to bf16/f16 in
-//     registers (the accumulator layout is the next A operand), O += P V
-//     (ldmatrix.trans).
+//   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
+//     need it, the online softmax in base 2 (scale folded into the logits),
+//     P cast to bf16/f16 in registers (the accumulator layout is the next A
+//     operand), O += P V.
 //
 //===----------------------------------------------------------------------===//
 
@@ -35,7 +43,10 @@ constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256, kKeys = 64;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
+enum class MatrixPath { Wgmma, MmaSync };
+
 struct AttentionConfig {
+  MatrixPath path;
   int64_t qHeads, groupSize, execGroupSize, headDim, pageSize, blockSize;
   KVLayout layout;
   float scale;
@@ -79,6 +90,15 @@ Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, 
 FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuilder &host) {
   Value q = op.getQ(), kCache = op.getKCache();
   AttentionConfig cfg;
+  // The mma.sync path on request (op attribute compact.matrix_path), else
+  // Hopper's wgmma.
+  auto requested = op->getAttrOfType<StringAttr>("compact.matrix_path");
+  if (requested && requested.getValue() != "wgmma" && requested.getValue() != "mma_sync")
+    return op.emitOpError() << "attribute 'compact.matrix_path' must be \"wgmma\" or "
+                               "\"mma_sync\", got "
+                            << requested;
+  cfg.path = requested && requested.getValue() == "mma_sync" ? MatrixPath::MmaSync
+                                                             : MatrixPath::Wgmma;
   cfg.qHeads = staticDim(q, 2);
   cfg.headDim = staticDim(q, 3);
   cfg.layout = op.getLayout();
@@ -147,10 +167,31 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value active = activeEntries(gb, table, b, e, count, maxPos, cfg.blockSize);
     Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
 
-    Value queryTile = gb.sharedView(shared, 0, {kRows, d}, cfg.element);
-    Value keyTiles = gb.sharedView(shared, cfg.queryBytes(), {2, kKeys, d}, cfg.element);
+    // Shared memory: Q, then two stages of K, then two of V. mma_sync: rows of
+    // D elements, 16-byte chunks XOR-swizzled by row; wgmma: the canonical
+    // 128-byte-swizzle K-major layout, [D / 64 halves][rows][64].
+    const bool wgmma = cfg.path == MatrixPath::Wgmma;
+    const int64_t halves = (d + 63) / 64;
+    const int64_t keyBytes = cfg.queryBytes(), valueBytes = cfg.queryBytes() + 2 * cfg.tileBytes();
+    Value queryTile = wgmma ? gb.sharedView(shared, 0, {halves, kRows, 64}, cfg.element)
+                            : gb.sharedView(shared, 0, {kRows, d}, cfg.element);
+    Value keyTiles = wgmma ? gb.sharedView(shared, keyBytes, {2, halves, kKeys, 64}, cfg.element)
+                           : gb.sharedView(shared, keyBytes, {2, kKeys, d}, cfg.element);
     Value valueTiles =
-        gb.sharedView(shared, cfg.queryBytes() + 2 * cfg.tileBytes(), {2, kKeys, d}, cfg.element);
+        wgmma ? gb.sharedView(shared, valueBytes, {2, halves, kKeys, 64}, cfg.element)
+              : gb.sharedView(shared, valueBytes, {2, kKeys, d}, cfg.element);
+    // Where the 16-byte chunk of row r at column x (a multiple of 8) goes.
+    auto placement = [&](LoopBuilder &l, Value r, Value x) -> SmallVector<Value, 3> {
+      if (!wgmma)
+        return {r, swizzledColumn(l, r, x)};
+      Value half = l.div(x, l.index(64));
+      return {half, r, swizzledColumn(l, r, l.rem(x, l.index(64)))};
+    };
+    auto inStage = [](Value stage, SmallVector<Value, 3> at) {
+      SmallVector<Value, 4> indices = {stage};
+      indices.append(at.begin(), at.end());
+      return indices;
+    };
 
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
@@ -178,9 +219,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         // slots are read.
         Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, l.add(j0, r), ctxLen));
         SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, l.add(slot0, r), kv, x);
-        Value col = swizzledColumn(l, r, x);
-        tokens.push_back(l.copyAsync16(keyTiles, {stage, r, col}, kCache, src, valid));
-        tokens.push_back(l.copyAsync16(valueTiles, {stage, r, col}, vCache, src, valid));
+        SmallVector<Value, 4> at = inStage(stage, placement(l, r, x));
+        tokens.push_back(l.copyAsync16(keyTiles, at, kCache, src, valid));
+        tokens.push_back(l.copyAsync16(valueTiles, at, vCache, src, valid));
       }
     };
 
@@ -195,24 +236,40 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       Value packedRead = gb.min(packed, gb.sub(rows, gb.index(1)));
       Value t = gb.div(packedRead, gb.index(s));
       Value h = gb.add(gb.mul(e, gb.index(s)), gb.rem(packedRead, gb.index(s)));
-      tokens.push_back(
-          gb.copyAsync16(queryTile, {r, swizzledColumn(gb, r, x)}, q, {b, t, h, x}, valid));
+      tokens.push_back(gb.copyAsync16(queryTile, placement(gb, r, x), q, {b, t, h, x}, valid));
     }
     Value anyTile = gb.cmp(CmpIPredicate::ugt, numTiles, gb.index(0));
     issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens);
     gb.commitGroup(tokens);
     gb.waitGroups(0);
+    if (wgmma) // cp.async wrote what the tensor cores read through the async proxy
+      gb.ptx("fence.proxy.async.shared::cta;");
     gb.barrier();
 
-    // This warp's 16 query rows as A fragments, for the whole head dim.
+    // mma_sync: this warp's 16 query rows as A fragments, for the whole head
+    // dim. wgmma: descriptors of this warpgroup's 64 rows.
     SmallVector<SmallVector<Value, 4>> qFrag;
-    {
+    Value sharedBase, warpgroupRows;
+    if (!wgmma) {
       Value r = gb.add(gb.mul(warp, gb.index(16)), gb.rem(lane, gb.index(16)));
       for (int64_t ks = 0; ks < d / 16; ++ks) {
         Value col = gb.add(gb.index(ks * 16), gb.mul(gb.div(lane, gb.index(16)), gb.index(8)));
         qFrag.push_back(gb.ldmatrix(queryTile, {r, swizzledColumn(gb, r, col)}, 4, false));
       }
+    } else {
+      Value address = memref::ExtractAlignedPointerAsIndexOp::create(gb.builder(), gb.location(),
+                                                                     shared);
+      sharedBase = arith::IndexCastUIOp::create(gb.builder(), gb.location(),
+                                                gb.builder().getI64Type(), address);
+      warpgroupRows = gb.div(warp, gb.index(4));
     }
+    // The shared address (i64) of byte `offset` (index) of the shared memory.
+    auto sharedAddress = [&](GpuBuilder &l, Value offset) {
+      return arith::AddIOp::create(
+          l.builder(), l.location(), sharedBase,
+          arith::IndexCastUIOp::create(l.builder(), l.location(), l.builder().getI64Type(),
+                                       offset));
+    };
     Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
     Value rowLo = gb.add(gb.add(m0, gb.mul(warp, gb.index(16))), groupRow);
     Value rowHi = gb.add(rowLo, gb.index(8));
@@ -237,28 +294,54 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           issueTile(l, l.select(hasNext, next, tile), hasNext, nextStage, nextTokens);
           l.commitGroup(nextTokens);
           l.waitGroups(1);
+          if (wgmma)
+            l.ptx("fence.proxy.async.shared::cta;");
           l.barrier();
 
-          // S = Q K^T: 16 rows x 64 keys per warp.
-          SmallVector<SmallVector<Value, 4>> sAcc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
-          for (int64_t ks = 0; ks < d / 16; ++ks)
-            for (int64_t np = 0; np < 4; ++np) {
-              Value key = l.add(l.index(np * 16),
-                                l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
-                                      l.rem(l.laneId(), l.index(8))));
-              Value col = l.add(l.index(ks * 16), l.mul(l.rem(l.div(l.laneId(), l.index(8)),
-                                                                l.index(2)),
-                                                          l.index(8)));
-              SmallVector<Value, 4> bFrag =
-                  l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
-              sAcc[2 * np] = l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, sAcc[2 * np], cfg.element);
-              sAcc[2 * np + 1] =
-                  l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, sAcc[2 * np + 1], cfg.element);
-            }
+          // S = Q K^T: 16 rows x 64 keys per warp, in the accumulator layout
+          // (n-tile nt, element c) -> index 4 nt + c.
           SmallVector<Value> logits;
-          for (int64_t nt = 0; nt < 8; ++nt)
-            for (int64_t c = 0; c < 4; ++c)
-              logits.push_back(l.mulF(sAcc[nt][c], logitScale));
+          if (wgmma) {
+            // Per k-step of 16: +32 bytes inside the 128-byte swizzle atom,
+            // the next 64-column half after four steps.
+            Value qRows = l.mul(warpgroupRows, l.index(64 * 128));
+            Value kTile = l.add(l.index(keyBytes), l.mul(stage, l.index(cfg.tileBytes())));
+            SmallVector<Value> acc(32, l.f32(0.0f));
+            l.ptx("wgmma.fence.sync.aligned;");
+            for (int64_t ks = 0; ks < d / 16; ++ks) {
+              int64_t step = (ks % 4) * 32;
+              Value qAt = l.add(qRows, l.index(step + (ks / 4) * kRows * 128));
+              Value kAt = l.add(kTile, l.index(step + (ks / 4) * kKeys * 128));
+              Value descQ = l.wgmmaDescriptor(sharedAddress(l, qAt), 16, 1024);
+              Value descK = l.wgmmaDescriptor(sharedAddress(l, kAt), 16, 1024);
+              acc = l.wgmmaShared(kKeys, cfg.element, descQ, descK, acc, /*accumulate=*/ks > 0);
+            }
+            l.ptx("wgmma.commit_group.sync.aligned;");
+            l.ptx("wgmma.wait_group.sync.aligned 0;");
+            acc = l.fenceOperands(acc);
+            for (Value v : acc)
+              logits.push_back(l.mulF(v, logitScale));
+          } else {
+            SmallVector<SmallVector<Value, 4>> sAcc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
+            for (int64_t ks = 0; ks < d / 16; ++ks)
+              for (int64_t np = 0; np < 4; ++np) {
+                Value key = l.add(l.index(np * 16),
+                                  l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
+                                        l.rem(l.laneId(), l.index(8))));
+                Value col = l.add(l.index(ks * 16), l.mul(l.rem(l.div(l.laneId(), l.index(8)),
+                                                                  l.index(2)),
+                                                            l.index(8)));
+                SmallVector<Value, 4> bFrag =
+                    l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
+                sAcc[2 * np] =
+                    l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, sAcc[2 * np], cfg.element);
+                sAcc[2 * np + 1] =
+                    l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, sAcc[2 * np + 1], cfg.element);
+              }
+            for (int64_t nt = 0; nt < 8; ++nt)
+              for (int64_t c = 0; c < 4; ++c)
+                logits.push_back(l.mulF(sAcc[nt][c], logitScale));
+          }
 
           // Mask keys after the row's position or past the context, on the
           // tiles where that can happen.
@@ -313,28 +396,55 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           }
 
           // O += P V: P (16 x 64) as A fragments straight from registers.
-          for (int64_t kk = 0; kk < 4; ++kk) {
-            SmallVector<Value, 4> a = {
-                l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
-                l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
-                l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
-                l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)};
-            Value key = l.add(l.index(kk * 16),
-                              l.add(l.rem(l.laneId(), l.index(8)),
-                                    l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)),
-                                          l.index(8))));
-            for (int64_t dp = 0; dp < d / 16; ++dp) {
-              Value col = l.add(l.index(dp * 16),
-                                l.mul(l.div(l.laneId(), l.index(16)), l.index(8)));
-              SmallVector<Value, 4> bFrag =
-                  l.ldmatrix(valueTiles, {stage, key, swizzledColumn(l, key, col)}, 4, true);
-              SmallVector<Value, 4> lo(o.begin() + (2 * dp) * 4, o.begin() + (2 * dp) * 4 + 4);
-              SmallVector<Value, 4> hi(o.begin() + (2 * dp + 1) * 4,
-                                       o.begin() + (2 * dp + 1) * 4 + 4);
-              lo = l.mma16816(a, {bFrag[0], bFrag[1]}, lo, cfg.element);
-              hi = l.mma16816(a, {bFrag[2], bFrag[3]}, hi, cfg.element);
-              std::copy(lo.begin(), lo.end(), o.begin() + (2 * dp) * 4);
-              std::copy(hi.begin(), hi.end(), o.begin() + (2 * dp + 1) * 4);
+          SmallVector<SmallVector<Value, 4>> pFrag;
+          for (int64_t kk = 0; kk < 4; ++kk)
+            pFrag.push_back(
+                {l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
+                 l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
+                 l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
+                 l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)});
+          if (wgmma) {
+            // The rescaled O and P are written before the fence; V is MN-major
+            // (head dim contiguous): the two 64-wide halves are kKeys * 128
+            // bytes apart (leading offset), 8-key groups 1024 (stride), one
+            // k-step of 16 keys is 2048 bytes.
+            SmallVector<Value> regs(o.begin(), o.end());
+            for (auto &frag : pFrag)
+              regs.append(frag.begin(), frag.end());
+            regs = l.fenceOperands(regs);
+            SmallVector<Value> acc(regs.begin(), regs.begin() + o.size());
+            l.ptx("wgmma.fence.sync.aligned;");
+            Value vTile = l.add(l.index(valueBytes), l.mul(stage, l.index(cfg.tileBytes())));
+            for (int64_t kk = 0; kk < 4; ++kk) {
+              ArrayRef<Value> a(regs.begin() + o.size() + 4 * kk, 4);
+              Value descV = l.wgmmaDescriptor(
+                  sharedAddress(l, l.add(vTile, l.index(kk * 2048))), kKeys * 128, 1024);
+              acc = l.wgmmaRegisterA(d, cfg.element, a, descV, acc, /*transposeB=*/true);
+            }
+            l.ptx("wgmma.commit_group.sync.aligned;");
+            l.ptx("wgmma.wait_group.sync.aligned 0;");
+            acc = l.fenceOperands(acc);
+            std::copy(acc.begin(), acc.end(), o.begin());
+          } else {
+            for (int64_t kk = 0; kk < 4; ++kk) {
+              Value key = l.add(l.index(kk * 16),
+                                l.add(l.rem(l.laneId(), l.index(8)),
+                                      l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)),
+                                            l.index(8))));
+              for (int64_t dp = 0; dp < d / 16; ++dp) {
+                Value col = l.add(l.index(dp * 16),
+                                  l.mul(l.div(l.laneId(), l.index(16)), l.index(8)));
+                SmallVector<Value, 4> bFrag =
+                    l.ldmatrix(valueTiles, {stage, key, swizzledColumn(l, key, col)}, 4, true);
+                SmallVector<Value, 4> lo(o.begin() + (2 * dp) * 4,
+                                         o.begin() + (2 * dp) * 4 + 4);
+                SmallVector<Value, 4> hi(o.begin() + (2 * dp + 1) * 4,
+                                         o.begin() + (2 * dp + 1) * 4 + 4);
+                lo = l.mma16816(pFrag[kk], {bFrag[0], bFrag[1]}, lo, cfg.element);
+                hi = l.mma16816(pFrag[kk], {bFrag[2], bFrag[3]}, hi, cfg.element);
+                std::copy(lo.begin(), lo.end(), o.begin() + (2 * dp) * 4);
+                std::copy(hi.begin(), hi.end(), o.begin() + (2 * dp + 1) * 4);
+              }
             }
           }
           // Everyone is done with this stage before it is refilled.

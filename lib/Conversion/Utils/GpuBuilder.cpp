@@ -202,3 +202,118 @@ Value mlir::compact::swizzledColumn(LoopBuilder &lb, Value row, Value col) {
                                          lb.rem(row, lb.index(8)));
   return lb.mul(swizzled, lb.index(8));
 }
+
+//===----------------------------------------------------------------------===//
+// Hopper warpgroup MMA
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+Value inlineAsm(GpuBuilder &gb, Type result, ValueRange operands, StringRef text,
+                StringRef constraints) {
+  auto op = LLVM::InlineAsmOp::create(
+      gb.builder(), gb.location(), result, operands, gb.builder().getStringAttr(text),
+      gb.builder().getStringAttr(constraints), gb.builder().getUnitAttr(), UnitAttr(),
+      LLVM::TailCallKindAttr::get(gb.builder().getContext(), LLVM::TailCallKind::None),
+      LLVM::AsmDialectAttr::get(gb.builder().getContext(), LLVM::AsmDialect::AD_ATT),
+      ArrayAttr());
+  return op.getNumResults() ? op.getResult(0) : Value();
+}
+
+SmallVector<Value> unpack(GpuBuilder &gb, Value structValue, size_t n) {
+  SmallVector<Value> out;
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(LLVM::ExtractValueOp::create(gb.builder(), gb.location(), structValue,
+                                               int64_t(i)));
+  return out;
+}
+
+Type structOf(MLIRContext *ctx, TypeRange types) {
+  return LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(types.begin(), types.end()));
+}
+
+/// "$first, ..., $(first + n - 1)"
+std::string operandList(size_t first, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i)
+    s += (i ? ", $" : "$") + std::to_string(first + i);
+  return s;
+}
+
+const char *ptxType(Type element) { return element.isBF16() ? "bf16" : "f16"; }
+
+} // namespace
+
+void GpuBuilder::ptx(StringRef statement) { inlineAsm(*this, Type(), {}, statement, ""); }
+
+SmallVector<Value> GpuBuilder::fenceOperands(ValueRange values) {
+  if (values.empty())
+    return {};
+  std::string constraints;
+  for (size_t i = 0; i < values.size(); ++i)
+    constraints += values[i].getType().isF32() ? "=f," : "=r,";
+  for (size_t i = 0; i < values.size(); ++i)
+    constraints += std::to_string(i) + (i + 1 < values.size() ? "," : "");
+  Value packed = inlineAsm(*this, structOf(builder().getContext(), values.getTypes()), values, "",
+                           constraints);
+  return unpack(*this, packed, values.size());
+}
+
+SmallVector<Value> GpuBuilder::wgmmaShared(int64_t n, Type elementType, Value descA, Value descB,
+                                           ValueRange acc, bool accumulate) {
+  size_t regs = size_t(n / 2);
+  std::string text = "{\n.reg .pred p;\nsetp.ne.b32 p, $" + std::to_string(regs + 2) +
+                     ", 0;\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) + "k16.f32." +
+                     ptxType(elementType) + "." + ptxType(elementType) + " {" +
+                     operandList(0, regs) + "}, $" + std::to_string(regs) + ", $" +
+                     std::to_string(regs + 1) + ", p, 1, 1, 0, 0;\n}";
+  std::string constraints;
+  for (size_t i = 0; i < regs; ++i)
+    constraints += "=f,";
+  constraints += "l,l,r";
+  for (size_t i = 0; i < regs; ++i)
+    constraints += "," + std::to_string(i);
+  SmallVector<Value> operands = {descA, descB, i32(accumulate ? 1 : 0)};
+  operands.append(acc.begin(), acc.end());
+  SmallVector<Type> types(regs, builder().getF32Type());
+  return unpack(*this, inlineAsm(*this, structOf(builder().getContext(), types), operands, text,
+                                 constraints),
+                regs);
+}
+
+SmallVector<Value> GpuBuilder::wgmmaRegisterA(int64_t n, Type elementType, ArrayRef<Value> a,
+                                              Value descB, ValueRange acc, bool transposeB) {
+  size_t regs = size_t(n / 2);
+  std::string text = "{\n.reg .pred p;\nsetp.ne.b32 p, $" + std::to_string(regs + 5) +
+                     ", 0;\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) + "k16.f32." +
+                     ptxType(elementType) + "." + ptxType(elementType) + " {" +
+                     operandList(0, regs) + "}, {" + operandList(regs, 4) + "}, $" +
+                     std::to_string(regs + 4) + ", p, 1, 1, " + (transposeB ? "1" : "0") +
+                     ";\n}";
+  std::string constraints;
+  for (size_t i = 0; i < regs; ++i)
+    constraints += "=f,";
+  constraints += "r,r,r,r,l,r";
+  for (size_t i = 0; i < regs; ++i)
+    constraints += "," + std::to_string(i);
+  SmallVector<Value> operands(a.begin(), a.end());
+  operands.push_back(descB);
+  operands.push_back(i32(1));
+  operands.append(acc.begin(), acc.end());
+  SmallVector<Type> types(regs, builder().getF32Type());
+  return unpack(*this, inlineAsm(*this, structOf(builder().getContext(), types), operands, text,
+                                 constraints),
+                regs);
+}
+
+Value GpuBuilder::wgmmaDescriptor(Value address, int64_t leadingBytes, int64_t strideBytes) {
+  Type i64 = builder().getI64Type();
+  auto constant = [&](int64_t v) {
+    return arith::ConstantIntOp::create(builder(), location(), i64, v).getResult();
+  };
+  Value start = arith::ShRUIOp::create(
+      builder(), location(),
+      arith::AndIOp::create(builder(), location(), address, constant(0x3FFFF)), constant(4));
+  int64_t fixed = ((leadingBytes >> 4) << 16) | ((strideBytes >> 4) << 32) | (int64_t(1) << 62);
+  return arith::OrIOp::create(builder(), location(), start, constant(fixed));
+}
