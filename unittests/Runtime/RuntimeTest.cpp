@@ -84,7 +84,7 @@ TEST_F(DryRun, FusedSelectionIsClearThresholdTable) {
   EXPECT_LT(clear, select);
   EXPECT_LT(select, table);
   // The row of scores of 1024 blocks lives in shared memory.
-  EXPECT_NE(l.find("shared=" + std::to_string(70656 + 4 * 1024)), std::string::npos) << l;
+  EXPECT_NE(l.find("shared=" + std::to_string(99328 + 4 * 1024)), std::string::npos) << l;
 }
 
 TEST_F(DryRun, ArgumentsAreNamed) {

@@ -37,16 +37,19 @@ def ConvertCompactToGPU : Pass<"convert-compact-to-gpu", "ModuleOp"> {
   let description = [{
     Outlines every compact op into one or more kernels (`gpu.func` in
     `gpu.module @compact_kernels`) and replaces it with `gpu.launch_func`s.
-    Kernels use the tensor cores of sm_80+ (cp.async, ldmatrix, mma.sync
-    m16n8k16, bf16 / f16 operands, f32 accumulation):
+    Matrix products run on the Hopper tensor cores (sm_90a):
 
-    * `compact.paged_attention`: FlashAttention-2 style, one block of 8 warps
-      per 128 GQA-packed query rows of an execution group, K/V pages read in
-      place through the block table and the page table;
-    * `compact.block_scores` / `compact.score_select_union`: Q K^T of a query
-      block against 64 pooled keys per step on the tensor cores, column
-      log-sum-exp, then (fused) threshold and union into the table without
-      writing scores or masks;
+    * `compact.paged_attention`: FlashAttention-2 style, one block of two
+      warpgroups per 128 GQA-packed query rows of an execution group; K/V
+      pages are read in place through the block table and the page table
+      (cp.async into 128-byte-swizzled tiles, two stages), S = Q K^T and
+      O += P V are `wgmma.mma_async` (inline PTX, shared-memory
+      descriptors; P stays in registers). `compact.matrix_path =
+      "mma_sync"` selects the sm_80 path (ldmatrix + mma.sync m16n8k16);
+    * `compact.block_scores` / `compact.score_select_union`: S^T = K̄ Q^T
+      with `wgmma` (64 pooled keys per warpgroup against every query of the
+      block), row log-sum-exp in registers, then (fused) threshold and
+      union into the table without writing scores or masks;
     * `compact.select_blocks`, `compact.block_union`, `compact.select_union`,
       `compact.dense_table`, `compact.append_kv`, `compact.pool_keys`:
       memory-bound kernels.

@@ -31,8 +31,6 @@ namespace {
 
 constexpr int64_t kTableThreads = 256;
 constexpr int64_t kSelectThreads = 256;
-/// Pooled keys scored per step of the score kernel.
-constexpr int64_t kScoreColumns = 64;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
@@ -423,24 +421,28 @@ FailureOr<Plans> gpu_lowering::planSelectUnion(SelectUnionOp op, LoopBuilder &ho
 
 namespace {
 
-/// Shared memory of the score kernels (bytes): scratch, Q tile, pooled-key
-/// tile, the warps' column partials (max and sum), then (fused) the row.
+/// Pooled keys scored per step: one 64-key slice per warpgroup.
+constexpr int64_t kScoreKeys = 128;
+
+/// Shared memory of the score kernels (bytes): scratch, the query block, two
+/// stages of pooled keys, then (fused) the row of scores. Tiles are in the
+/// 128-byte-swizzle K-major layout of wgmma ([D / 64][rows][64]), on 1024-byte
+/// boundaries.
 struct ScoreLayout {
-  int64_t rows, headDim, warps;
+  int64_t rows, headDim;
   int64_t scratch() const { return 0; }
   int64_t queryTile() const { return 1024; }
-  /// Two stages of pooled keys: the next tile loads while this one is scored.
+  int64_t keyStageBytes() const { return kScoreKeys * headDim * 2; }
   int64_t keyTiles() const { return queryTile() + rows * headDim * 2; }
-  int64_t partialMax() const { return keyTiles() + 2 * kScoreColumns * headDim * 2; }
-  int64_t partialSum() const { return partialMax() + warps * kScoreColumns * 4; }
-  int64_t row() const { return partialSum() + warps * kScoreColumns * 4; }
+  int64_t row() const { return keyTiles() + 2 * keyStageBytes(); }
 };
 
 struct ScoreConfig {
   int64_t blockSize, headDim, groupSize;
   Type element;
-  int64_t threads() const { return blockSize / 16 * 32; }
-  ScoreLayout layout() const { return {blockSize, headDim, blockSize / 16}; }
+  /// Two warpgroups.
+  int64_t threads() const { return 256; }
+  ScoreLayout layout() const { return {blockSize, headDim}; }
 };
 
 LogicalResult checkScoreConfig(Operation *op, Value q, Value pooled, int64_t blockSize) {
@@ -462,29 +464,45 @@ LogicalResult checkScoreConfig(Operation *op, Value q, Value pooled, int64_t blo
   return success();
 }
 
+/// Where the 16-byte chunk of row r, columns [x, x + 8), of a [halves][rows][64]
+/// 128-byte-swizzled tile goes.
+SmallVector<Value, 3> swizzledHalf(LoopBuilder &l, Value r, Value x) {
+  return {l.div(x, l.index(64)), r, swizzledColumn(l, r, l.rem(x, l.index(64)))};
+}
+
 /// Scores row `qb` of head `h` of sequence `b` against the pooled keys
-/// [0, kbEnd) (see compact.block_scores) and hands each (kb, score) to
-/// `emit` (one thread per kb). All threads of the block take part.
+/// [0, kbEnd) (see compact.block_scores) and hands each (kb, score) to `emit`.
+/// All threads of the block take part.
+///
+/// The product is taken transposed, S^T = K Q^T, on the tensor cores
+/// (wgmma, both operands in shared memory): each warpgroup owns 64 pooled
+/// keys, so a thread holds whole rows of S^T (one key block against every
+/// query of the block) and the log-sum-exp of a key block is a local
+/// reduction plus two quad shuffles.
 void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled, Value scale,
                   const SeqGeometryIR &g, Value shared, Value b, Value h, Value qb, Value kbEnd,
                   function_ref<void(GpuBuilder &, Value kb, Value score)> emit) {
   const ScoreLayout layout = cfg.layout();
   const int64_t rows = cfg.blockSize, d = cfg.headDim, threads = cfg.threads();
-  const int64_t chunksPerRow = d / 8;
+  const int64_t chunksPerRow = d / 8, halves = (d + 63) / 64;
   Type f32 = gb.builder().getF32Type();
-  Value queryTile = gb.sharedView(shared, layout.queryTile(), {rows, d}, cfg.element);
+  Value queryTile = gb.sharedView(shared, layout.queryTile(), {halves, rows, 64}, cfg.element);
   Value keyTiles =
-      gb.sharedView(shared, layout.keyTiles(), {2, kScoreColumns, d}, cfg.element);
-  Value partialMax =
-      gb.sharedView(shared, layout.partialMax(), {layout.warps, kScoreColumns}, f32);
-  Value partialSum =
-      gb.sharedView(shared, layout.partialSum(), {layout.warps, kScoreColumns}, f32);
+      gb.sharedView(shared, layout.keyTiles(), {2, halves, kScoreKeys, 64}, cfg.element);
   Value tid = gb.threadId(), lane = gb.laneId(), warp = gb.warpId();
   Value kv = gb.div(h, gb.index(cfg.groupSize));
   Value row0 = g.queryBlockBegin(gb, qb);
+  Value address = memref::ExtractAlignedPointerAsIndexOp::create(gb.builder(), gb.location(),
+                                                                 shared);
+  Value sharedBase = arith::IndexCastUIOp::create(gb.builder(), gb.location(),
+                                                  gb.builder().getI64Type(), address);
+  auto sharedAddress = [&](GpuBuilder &l, Value offset) {
+    return arith::AddIOp::create(
+        l.builder(), l.location(), sharedBase,
+        arith::IndexCastUIOp::create(l.builder(), l.location(), l.builder().getI64Type(), offset));
+  };
 
-  // The query block's rows (zero beyond the chunk) into shared memory, then
-  // into registers as mma A fragments: this warp's 16 rows x D.
+  // The query block's rows (zero beyond the chunk) into shared memory.
   SmallVector<Value> tokens;
   for (int64_t i = 0; i < rows * chunksPerRow / threads; ++i) {
     Value c = gb.add(gb.index(i * threads), tid);
@@ -493,122 +511,126 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
     Value row = gb.add(row0, r);
     Value valid = gb.cmp(CmpIPredicate::ult, row, g.chunkLen);
     Value rowRead = gb.min(row, gb.sub(g.chunkLen, gb.index(1)));
-    tokens.push_back(gb.copyAsync16(queryTile, {r, swizzledColumn(gb, r, x)}, q,
-                                    {b, rowRead, h, x}, valid));
+    tokens.push_back(
+        gb.copyAsync16(queryTile, swizzledHalf(gb, r, x), q, {b, rowRead, h, x}, valid));
   }
   gb.commitGroup(tokens);
-  gb.waitGroups(0);
-  gb.barrier();
-  SmallVector<SmallVector<Value, 4>> qFrag;
-  {
-    Value r = gb.add(gb.mul(warp, gb.index(16)), gb.rem(lane, gb.index(16)));
-    for (int64_t ks = 0; ks < d / 16; ++ks) {
-      Value col = gb.add(gb.index(ks * 16), gb.mul(gb.div(lane, gb.index(16)), gb.index(8)));
-      qFrag.push_back(gb.ldmatrix(queryTile, {r, swizzledColumn(gb, r, col)}, 4, false));
-    }
-  }
 
-  // Columns [0, computeEnd) are scored; beyond the context they are -inf.
+  // Keys [0, computeEnd) are scored; beyond the context they are -inf.
   Value computeEnd = gb.min(kbEnd, g.numBlocks);
-  Value tiles = gb.ceilDiv(computeEnd, gb.index(kScoreColumns));
-  Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
-  Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
-  // Pooled keys of tile `tile` (zero where not scored) into `stage`.
-  auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage) {
-    Value kb0 = l.mul(tile, l.index(kScoreColumns));
+  Value steps = gb.ceilDiv(computeEnd, gb.index(kScoreKeys));
+  auto issueStep = [&](GpuBuilder &l, Value step, Value want, Value stage) {
+    Value kb0 = l.mul(step, l.index(kScoreKeys));
     SmallVector<Value> keyTokens;
-    for (int64_t i = 0; i < kScoreColumns * chunksPerRow / threads; ++i) {
+    for (int64_t i = 0; i < kScoreKeys * chunksPerRow / threads; ++i) {
       Value c = l.add(l.index(i * threads), l.threadId());
       Value r = l.div(c, l.index(chunksPerRow));
       Value x = l.mul(l.rem(c, l.index(chunksPerRow)), l.index(8));
       Value kb = l.add(kb0, r);
       Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, kb, computeEnd));
       Value kbRead = l.min(kb, l.sub(l.max(computeEnd, l.index(1)), l.index(1)));
-      keyTokens.push_back(l.copyAsync16(keyTiles, {stage, r, swizzledColumn(l, r, x)}, pooled,
-                                        {b, kv, kbRead, x}, valid));
+      SmallVector<Value, 4> at = {stage};
+      SmallVector<Value, 3> within = swizzledHalf(l, r, x);
+      at.append(within.begin(), within.end());
+      keyTokens.push_back(l.copyAsync16(keyTiles, at, pooled, {b, kv, kbRead, x}, valid));
     }
     l.commitGroup(keyTokens);
   };
-  issueTile(gb, gb.index(0), gb.cmp(CmpIPredicate::ugt, tiles, gb.index(0)), gb.index(0));
-  gb.loop(gb.index(0), tiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
-    Value kb0 = l.mul(tile, l.index(kScoreColumns));
-    Value stage = l.rem(tile, l.index(2));
-    // Prefetch the next tile (zero-filled after the last) into the other
-    // stage: its last readers passed the barrier after the previous scores.
-    Value next = l.add(tile, l.index(1));
-    Value hasNext = l.cmp(CmpIPredicate::ult, next, tiles);
-    issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage));
+  issueStep(gb, gb.index(0), gb.cmp(CmpIPredicate::ugt, steps, gb.index(0)), gb.index(0));
+
+  // This thread's two key rows of S^T: 16 w + lane / 4 (+ 8) within its
+  // warpgroup's 64; its columns (queries): 8 (i / 4) + 2 (lane % 4) + i % 2.
+  Value warpgroup = gb.div(warp, gb.index(4));
+  Value keyInGroup = gb.add(gb.mul(gb.rem(warp, gb.index(4)), gb.index(16)),
+                            gb.div(lane, gb.index(4)));
+  Value quadCol = gb.rem(lane, gb.index(4));
+  Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
+  // Queries of the block inside the chunk: [0, rowsInChunk).
+  Value rowsInChunk = gb.min(gb.sub(g.chunkLen, gb.min(row0, g.chunkLen)), gb.index(rows));
+  const int64_t regs = rows / 2;
+
+  gb.loop(gb.index(0), steps, gb.index(1), [&](GpuBuilder &l, Value step) {
+    Value stage = l.rem(step, l.index(2));
+    Value next = l.add(step, l.index(1));
+    Value hasNext = l.cmp(CmpIPredicate::ult, next, steps);
+    issueStep(l, l.select(hasNext, next, step), hasNext, l.sub(l.index(1), stage));
     l.waitGroups(1);
+    l.ptx("fence.proxy.async.shared::cta;");
     l.barrier();
 
-    // S = Q K^T for 16 rows x 64 columns per warp: 8 n-tiles of 8 columns.
-    SmallVector<SmallVector<Value, 4>> acc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
-    for (int64_t ks = 0; ks < d / 16; ++ks)
-      for (int64_t np = 0; np < 4; ++np) {
-        Value key = l.add(l.index(np * 16),
-                          l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
-                                l.rem(l.laneId(), l.index(8))));
-        Value col = l.add(l.index(ks * 16),
-                          l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)), l.index(8)));
-        SmallVector<Value, 4> bFrag =
-            l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
-        acc[2 * np] = l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, acc[2 * np], cfg.element);
-        acc[2 * np + 1] =
-            l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, acc[2 * np + 1], cfg.element);
-      }
+    // S^T = K Q^T: this warpgroup's 64 keys against every query of the block.
+    Value keyStage = l.add(l.index(layout.keyTiles()),
+                           l.add(l.mul(stage, l.index(layout.keyStageBytes())),
+                                 l.mul(warpgroup, l.index(64 * 128))));
+    SmallVector<Value> acc(regs, l.f32(0.0f));
+    l.ptx("wgmma.fence.sync.aligned;");
+    for (int64_t ks = 0; ks < d / 16; ++ks) {
+      int64_t within = (ks % 4) * 32;
+      Value keyAt = l.add(keyStage, l.index(within + (ks / 4) * kScoreKeys * 128));
+      Value queryAt = l.index(layout.queryTile() + within + (ks / 4) * rows * 128);
+      acc = l.wgmmaShared(rows, cfg.element,
+                          l.wgmmaDescriptor(sharedAddress(l, keyAt), 16, 1024),
+                          l.wgmmaDescriptor(sharedAddress(l, queryAt), 16, 1024), acc,
+                          /*accumulate=*/ks > 0);
+    }
+    l.ptx("wgmma.commit_group.sync.aligned;");
+    l.ptx("wgmma.wait_group.sync.aligned 0;");
+    acc = l.fenceOperands(acc);
 
-    // Valid (row, column) pairs: the row is in the chunk and has seen block
-    // kb whole. Logits in log2 units; per column, max and sum of exp2 over
-    // this warp's 16 rows.
-    Value rowLo = l.add(l.add(row0, l.mul(l.warpId(), l.index(16))), groupRow);
-    Value rowHi = l.add(rowLo, l.index(8));
-    for (int64_t nt = 0; nt < 8; ++nt)
-      for (int64_t parity = 0; parity < 2; ++parity) {
-        Value col = l.add(l.index(nt * 8 + parity), l.mul(quadCol, l.index(2)));
-        Value kb = l.add(kb0, col);
-        auto logit = [&](Value row, Value s) {
-          Value valid = l.andI(l.cmp(CmpIPredicate::ult, row, g.chunkLen),
-                               l.andI(l.cmp(CmpIPredicate::ult, kb, computeEnd),
-                                      l.cmp(CmpIPredicate::uge, row, g.firstScoringRow(l, kb))));
-          return l.select(valid, l.mulF(s, logitScale), l.negInf(f32));
-        };
-        Value lo = logit(rowLo, acc[nt][parity]), hi = logit(rowHi, acc[nt][parity + 2]);
-        Value m = l.warpMax(l.maxF(lo, hi), {4, 8, 16});
-        Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, m, l.negInf(f32)), l.f32(0.0f), m);
-        Value sum = l.addF(l.exp2(l.subF(lo, mSafe)), l.exp2(l.subF(hi, mSafe)));
-        sum = l.warpSum(sum, {4, 8, 16});
-        l.when(l.cmp(CmpIPredicate::ult, l.laneId(), l.index(4)), [&](GpuBuilder &lw) {
-          lw.store(m, partialMax, {lw.warpId(), col});
-          lw.store(sum, partialSum, {lw.warpId(), col});
-        });
-      }
-    l.barrier();
-
-    // Combine the warps: log-sum-exp of the whole query block, in natural
-    // log units.
-    l.when(l.cmp(CmpIPredicate::ult, l.threadId(), l.index(kScoreColumns)), [&](GpuBuilder &lc) {
-      Value col = lc.threadId();
-      Value m = lc.negInf(f32);
-      for (int64_t w = 0; w < layout.warps; ++w)
-        m = lc.maxF(m, lc.load(partialMax, {lc.index(w), col}));
-      Value empty = lc.cmpF(CmpFPredicate::OEQ, m, lc.negInf(f32));
-      Value mSafe = lc.select(empty, lc.f32(0.0f), m);
-      Value sum = lc.f32(0.0f);
-      for (int64_t w = 0; w < layout.warps; ++w) {
-        Value wm = lc.load(partialMax, {lc.index(w), col});
-        sum = lc.addF(sum, lc.mulF(lc.load(partialSum, {lc.index(w), col}),
-                                   lc.exp2(lc.subF(wm, mSafe))));
-      }
-      Value lse = lc.mulF(lc.addF(m, lc.log2(sum)), lc.f32(float(kLn2)));
-      lse = lc.select(empty, lc.negInf(f32), lse);
-      Value kb = lc.add(kb0, col);
-      lc.when(lc.cmp(CmpIPredicate::ult, kb, kbEnd),
-              [&](GpuBuilder &le) { emit(le, kb, lse); });
-    });
+    Value kbBase = l.add(l.mul(step, l.index(kScoreKeys)), l.mul(warpgroup, l.index(64)));
+    for (int half = 0; half < 2; ++half) {
+      Value kb = l.add(kbBase, l.add(keyInGroup, l.index(8 * half)));
+      // Query j sees block kb whole iff P + row0 + j >= (kb + 1) bs - 1.
+      Value first = g.firstScoringRow(l, kb);
+      Value qMin = l.select(l.cmp(CmpIPredicate::ugt, first, row0), l.sub(first, row0),
+                            l.index(0));
+      Value keyValid = l.cmp(CmpIPredicate::ult, kb, computeEnd);
+      Value allValid = l.andI(keyValid, l.andI(l.cmp(CmpIPredicate::eq, qMin, l.index(0)),
+                                               l.cmp(CmpIPredicate::eq, rowsInChunk,
+                                                     l.index(rows))));
+      SmallVector<Value> values;
+      for (int64_t i = 0; i < regs; ++i)
+        if ((i / 2) % 2 == half)
+          values.push_back(l.mulF(acc[i], logitScale));
+      SmallVector<Type> types(values.size(), f32);
+      values = l.when(
+          allValid, types, [&](GpuBuilder &) { return values; },
+          [&](GpuBuilder &lm) {
+            SmallVector<Value> masked;
+            size_t at = 0;
+            for (int64_t i = 0; i < regs; ++i) {
+              if ((i / 2) % 2 != half)
+                continue;
+              Value col = lm.add(lm.index(8 * (i / 4) + i % 2), lm.mul(quadCol, lm.index(2)));
+              Value ok = lm.andI(keyValid, lm.andI(lm.cmp(CmpIPredicate::uge, col, qMin),
+                                                   lm.cmp(CmpIPredicate::ult, col, rowsInChunk)));
+              masked.push_back(lm.select(ok, values[at++], lm.negInf(f32)));
+            }
+            return masked;
+          });
+      // log-sum-exp over the block's queries: the thread's values, then the
+      // quad that shares the key row.
+      Value m = l.negInf(f32);
+      for (Value v : values)
+        m = l.maxF(m, v);
+      m = l.warpMax(m, {1, 2});
+      Value empty = l.cmpF(CmpFPredicate::OEQ, m, l.negInf(f32));
+      Value mSafe = l.select(empty, l.f32(0.0f), m);
+      Value sum = l.f32(0.0f);
+      for (Value v : values)
+        sum = l.addF(sum, l.exp2(l.subF(v, mSafe)));
+      sum = l.warpSum(sum, {1, 2});
+      Value lse = l.mulF(l.addF(m, l.log2(sum)), l.f32(float(kLn2)));
+      lse = l.select(empty, l.negInf(f32), lse);
+      l.when(l.andI(l.cmp(CmpIPredicate::eq, quadCol, l.index(0)),
+                    l.cmp(CmpIPredicate::ult, kb, kbEnd)),
+             [&](GpuBuilder &le) { emit(le, kb, lse); });
+    }
+    // Everyone is done with this stage before it is refilled.
     l.barrier();
   });
-  // Columns past the context: no query scores them.
-  gb.loop(gb.add(gb.mul(tiles, gb.index(kScoreColumns)), tid), kbEnd, gb.index(threads),
+  // Keys past the context: no query scores them.
+  gb.loop(gb.add(gb.mul(steps, gb.index(kScoreKeys)), tid), kbEnd, gb.index(threads),
           [&](GpuBuilder &l, Value kb) { emit(l, kb, l.negInf(f32)); });
 }
 
