@@ -25,6 +25,7 @@ public:
   Value index(int64_t v);
   Value i32(int32_t v);
   Value i8(int8_t v);
+  Value boolean(bool v);
   Value f32(float v);
   Value f64(double v);
   Value negInf(Type floatType);
@@ -41,6 +42,7 @@ public:
   Value cmp(arith::CmpIPredicate pred, Value a, Value c);
   Value andI(Value a, Value c);
   Value orI(Value a, Value c);
+  Value notI(Value a); // of an i1
   Value toIndex(Value intValue);
   Value toI32(Value indexValue);
 

@@ -77,10 +77,7 @@ Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, 
     Value kb = gb.toIndex(nonNegative(gb, gb.load(table, {b, e, read})));
     Value before = gb.cmp(CmpIPredicate::ule, gb.mul(kb, gb.index(blockSize)), maxPos);
     lo = gb.select(gb.andI(open, before), gb.add(mid, gb.index(1)), lo);
-    Value after = arith::XOrIOp::create(gb.builder(), gb.location(), before,
-                                        arith::ConstantIntOp::create(gb.builder(), gb.location(),
-                                                                     gb.builder().getI1Type(), 1));
-    hi = gb.select(gb.andI(open, after), mid, hi);
+    hi = gb.select(gb.andI(open, gb.notI(before)), mid, hi);
   }
   return lo;
 }
@@ -200,9 +197,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };
-    // Copies of K/V tile `tile` (when `want`) into `stage`.
+    // Copies of the K and / or V tile `tile` (zeros unless `want`) into `stage`.
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
-                         SmallVector<Value> &tokens) {
+                         SmallVector<Value> &tokens, bool keys, bool values) {
       Value j0 = tileStart(l, tile);
       // The page of the tile's first key; a tile past the context (the tail
       // of a partial last block) uses the last page of the context, so no
@@ -220,12 +217,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, l.add(j0, r), ctxLen));
         SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, l.add(slot0, r), kv, x);
         SmallVector<Value, 4> at = inStage(stage, placement(l, r, x));
-        tokens.push_back(l.copyAsync16(keyTiles, at, kCache, src, valid));
-        tokens.push_back(l.copyAsync16(valueTiles, at, vCache, src, valid));
+        if (keys)
+          tokens.push_back(l.copyAsync16(keyTiles, at, kCache, src, valid));
+        if (values)
+          tokens.push_back(l.copyAsync16(valueTiles, at, vCache, src, valid));
       }
     };
 
-    // Prologue: the row tile's queries and the first K/V tile.
+    // Prologue: the row tile's queries and the first K tile (and V tile on
+    // the mma_sync path; the wgmma pipeline brings V one iteration later).
     SmallVector<Value> tokens;
     for (int64_t i = 0; i < kRows * cpr / kThreads; ++i) {
       Value c = gb.add(gb.index(i * kThreads), tid);
@@ -239,7 +239,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       tokens.push_back(gb.copyAsync16(queryTile, placement(gb, r, x), q, {b, t, h, x}, valid));
     }
     Value anyTile = gb.cmp(CmpIPredicate::ugt, numTiles, gb.index(0));
-    issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens);
+    issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens, /*keys=*/true, /*values=*/!wgmma);
     gb.commitGroup(tokens);
     gb.waitGroups(0);
     if (wgmma) // cp.async wrote what the tensor cores read through the async proxy
@@ -278,188 +278,281 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // Logits in log2 units: exp2 is one MUFU instruction.
     Value logitScale = gb.mulF(scale, gb.f32(float(kLog2e)));
 
-    // Loop state: O (D/8 n-tiles x 4), then m and l of the two rows.
     const int64_t oTiles = d / 8;
-    SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
-    init.append({gb.negInf(f32), gb.negInf(f32), gb.f32(0.0f), gb.f32(0.0f)});
-    SmallVector<Value> state = gb.loop(
-        gb.index(0), numTiles, gb.index(1), init,
-        [&](GpuBuilder &l, Value tile, ValueRange iters) {
-          Value stage = l.rem(tile, l.index(2));
-          Value nextStage = l.sub(l.index(1), stage);
-          // Prefetch the next tile (a zero-filled dummy after the last).
-          Value next = l.add(tile, l.index(1));
-          Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
-          SmallVector<Value> nextTokens;
-          issueTile(l, l.select(hasNext, next, tile), hasNext, nextStage, nextTokens);
-          l.commitGroup(nextTokens);
-          l.waitGroups(1);
-          if (wgmma)
-            l.ptx("fence.proxy.async.shared::cta;");
-          l.barrier();
 
-          // S = Q K^T: 16 rows x 64 keys per warp, in the accumulator layout
-          // (n-tile nt, element c) -> index 4 nt + c.
-          SmallVector<Value> logits;
-          if (wgmma) {
-            // Per k-step of 16: +32 bytes inside the 128-byte swizzle atom,
-            // the next 64-column half after four steps.
-            Value qRows = l.mul(warpgroupRows, l.index(64 * 128));
-            Value kTile = l.add(l.index(keyBytes), l.mul(stage, l.index(cfg.tileBytes())));
-            SmallVector<Value> acc(32, l.f32(0.0f));
-            l.ptx("wgmma.fence.sync.aligned;");
-            for (int64_t ks = 0; ks < d / 16; ++ks) {
-              int64_t step = (ks % 4) * 32;
-              Value qAt = l.add(qRows, l.index(step + (ks / 4) * kRows * 128));
-              Value kAt = l.add(kTile, l.index(step + (ks / 4) * kKeys * 128));
-              Value descQ = l.wgmmaDescriptor(sharedAddress(l, qAt), 16, 1024);
-              Value descK = l.wgmmaDescriptor(sharedAddress(l, kAt), 16, 1024);
-              acc = l.wgmmaShared(kKeys, cfg.element, descQ, descK, acc, /*accumulate=*/ks > 0);
-            }
-            l.ptx("wgmma.commit_group.sync.aligned;");
+    // S = Q K^T of the K tile in `stage`: 16 rows x 64 keys per warp, in the
+    // accumulator layout (n-tile nt, element c) -> index 4 nt + c. wgmma: the
+    // products are issued and committed as one group, not waited for.
+    auto issueScores = [&](GpuBuilder &l, Value stage) {
+      // Per k-step of 16: +32 bytes inside the 128-byte swizzle atom, the
+      // next 64-column half after four steps.
+      Value qRows = l.mul(warpgroupRows, l.index(64 * 128));
+      Value kTile = l.add(l.index(keyBytes), l.mul(stage, l.index(cfg.tileBytes())));
+      SmallVector<Value> acc(32, l.f32(0.0f));
+      l.ptx("wgmma.fence.sync.aligned;");
+      for (int64_t ks = 0; ks < d / 16; ++ks) {
+        int64_t step = (ks % 4) * 32;
+        Value qAt = l.add(qRows, l.index(step + (ks / 4) * kRows * 128));
+        Value kAt = l.add(kTile, l.index(step + (ks / 4) * kKeys * 128));
+        Value descQ = l.wgmmaDescriptor(sharedAddress(l, qAt), 16, 1024);
+        Value descK = l.wgmmaDescriptor(sharedAddress(l, kAt), 16, 1024);
+        acc = l.wgmmaShared(kKeys, cfg.element, descQ, descK, acc, /*accumulate=*/ks > 0);
+      }
+      l.ptx("wgmma.commit_group.sync.aligned;");
+      return acc;
+    };
+    auto scoresMmaSync = [&](GpuBuilder &l, Value stage) {
+      SmallVector<SmallVector<Value, 4>> sAcc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
+      for (int64_t ks = 0; ks < d / 16; ++ks)
+        for (int64_t np = 0; np < 4; ++np) {
+          Value key = l.add(l.index(np * 16),
+                            l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
+                                  l.rem(l.laneId(), l.index(8))));
+          Value col = l.add(l.index(ks * 16),
+                            l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)), l.index(8)));
+          SmallVector<Value, 4> bFrag =
+              l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
+          sAcc[2 * np] = l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, sAcc[2 * np], cfg.element);
+          sAcc[2 * np + 1] =
+              l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, sAcc[2 * np + 1], cfg.element);
+        }
+      SmallVector<Value> acc;
+      for (auto &frag : sAcc)
+        acc.append(frag.begin(), frag.end());
+      return acc;
+    };
+
+    // The online softmax of tile `tile` (S in `acc`, raw) for the two rows
+    // this thread holds: logits in log2 units, keys after the row's position,
+    // past the context or of a tile that does not exist (`real` false) masked,
+    // new maxima and sums, the factor that rescales O, and P as the A operand
+    // of P V (the accumulator layout is the A-fragment layout).
+    struct SoftmaxStep {
+      SmallVector<Value> pRegs;
+      Value m[2], l[2], alpha[2];
+    };
+    auto softmaxTile = [&](GpuBuilder &l, Value tile, Value real, ArrayRef<Value> acc,
+                           ArrayRef<Value> mOld, ArrayRef<Value> lOld) {
+      SmallVector<Value> logits;
+      for (Value v : acc)
+        logits.push_back(l.mulF(v, logitScale));
+      Value j0 = tileStart(l, tile);
+      Value jLast = l.add(j0, l.index(kKeys - 1));
+      Value needMask = l.orI(l.notI(real), l.orI(l.cmp(CmpIPredicate::ugt, jLast, minPos),
+                                            l.cmp(CmpIPredicate::uge, jLast, ctxLen)));
+      SmallVector<Type> types(logits.size(), f32);
+      logits = l.when(
+          needMask, types,
+          [&](GpuBuilder &lm) {
+            SmallVector<Value> masked;
+            for (int64_t nt = 0; nt < 8; ++nt)
+              for (int64_t c = 0; c < 4; ++c) {
+                Value j = lm.add(lm.add(j0, lm.index(nt * 8 + c % 2)),
+                                 lm.mul(quadCol, lm.index(2)));
+                Value pos = c < 2 ? posLo : posHi;
+                Value visible = lm.andI(real, lm.andI(lm.cmp(CmpIPredicate::ule, j, pos),
+                                                      lm.cmp(CmpIPredicate::ult, j, ctxLen)));
+                masked.push_back(lm.select(visible, logits[nt * 4 + c], lm.negInf(f32)));
+              }
+            return masked;
+          },
+          [&](GpuBuilder &) { return logits; });
+
+      SoftmaxStep step;
+      SmallVector<Value> p(logits.size());
+      for (int half = 0; half < 2; ++half) {
+        Value mx = l.negInf(f32);
+        for (int64_t nt = 0; nt < 8; ++nt)
+          mx = l.maxF(mx, l.maxF(logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]));
+        mx = l.warpMax(mx, {1, 2});
+        step.m[half] = l.maxF(mOld[half], mx);
+        Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, step.m[half], l.negInf(f32)),
+                               l.f32(0.0f), step.m[half]);
+        step.alpha[half] = l.exp2(l.subF(mOld[half], mSafe));
+        Value sum = l.f32(0.0f);
+        for (int64_t nt = 0; nt < 8; ++nt)
+          for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
+            p[nt * 4 + c] = l.exp2(l.subF(logits[nt * 4 + c], mSafe));
+            sum = l.addF(sum, p[nt * 4 + c]);
+          }
+        step.l[half] = l.addF(l.mulF(lOld[half], step.alpha[half]), sum);
+      }
+      for (int64_t kk = 0; kk < 4; ++kk)
+        step.pRegs.append({l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
+                           l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
+                           l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
+                           l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)});
+      return step;
+    };
+    auto rescale = [&](GpuBuilder &l, MutableArrayRef<Value> o, const Value alpha[2]) {
+      for (int64_t dn = 0; dn < oTiles; ++dn)
+        for (int64_t c = 0; c < 4; ++c)
+          o[dn * 4 + c] = l.mulF(o[dn * 4 + c], alpha[c / 2]);
+    };
+
+    // O += P V of the V tile in `stage`, P (16 x 64 per warp) from registers.
+    // wgmma: V is MN-major (head dim contiguous): the two 64-wide halves are
+    // kKeys * 128 bytes apart (leading offset), 8-key groups 1024 (stride),
+    // one k-step of 16 keys is 2048 bytes; issued and committed, not waited.
+    auto issueValues = [&](GpuBuilder &l, Value stage, ArrayRef<Value> pRegs,
+                           ArrayRef<Value> o) {
+      SmallVector<Value> regs(o.begin(), o.end());
+      regs.append(pRegs.begin(), pRegs.end());
+      regs = l.fenceOperands(regs); // O and P are written before the fence
+      SmallVector<Value> acc(regs.begin(), regs.begin() + o.size());
+      l.ptx("wgmma.fence.sync.aligned;");
+      Value vTile = l.add(l.index(valueBytes), l.mul(stage, l.index(cfg.tileBytes())));
+      for (int64_t kk = 0; kk < 4; ++kk) {
+        ArrayRef<Value> a(regs.begin() + o.size() + 4 * kk, 4);
+        Value descV = l.wgmmaDescriptor(sharedAddress(l, l.add(vTile, l.index(kk * 2048))),
+                                        kKeys * 128, 1024);
+        acc = l.wgmmaRegisterA(d, cfg.element, a, descV, acc, /*transposeB=*/true);
+      }
+      l.ptx("wgmma.commit_group.sync.aligned;");
+      return acc;
+    };
+    auto valuesMmaSync = [&](GpuBuilder &l, Value stage, ArrayRef<Value> pRegs,
+                             MutableArrayRef<Value> o) {
+      for (int64_t kk = 0; kk < 4; ++kk) {
+        SmallVector<Value, 4> pFrag(pRegs.begin() + 4 * kk, pRegs.begin() + 4 * kk + 4);
+        Value key = l.add(l.index(kk * 16),
+                          l.add(l.rem(l.laneId(), l.index(8)),
+                                l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)),
+                                      l.index(8))));
+        for (int64_t dp = 0; dp < d / 16; ++dp) {
+          Value col = l.add(l.index(dp * 16), l.mul(l.div(l.laneId(), l.index(16)), l.index(8)));
+          SmallVector<Value, 4> bFrag =
+              l.ldmatrix(valueTiles, {stage, key, swizzledColumn(l, key, col)}, 4, true);
+          SmallVector<Value, 4> lo(o.begin() + (2 * dp) * 4, o.begin() + (2 * dp) * 4 + 4);
+          SmallVector<Value, 4> hi(o.begin() + (2 * dp + 1) * 4, o.begin() + (2 * dp + 1) * 4 + 4);
+          lo = l.mma16816(pFrag, {bFrag[0], bFrag[1]}, lo, cfg.element);
+          hi = l.mma16816(pFrag, {bFrag[2], bFrag[3]}, hi, cfg.element);
+          std::copy(lo.begin(), lo.end(), o.begin() + (2 * dp) * 4);
+          std::copy(hi.begin(), hi.end(), o.begin() + (2 * dp + 1) * 4);
+        }
+      }
+    };
+    // The copies of this iteration landed and are visible to the tensor
+    // cores; every warp is done with the stages the next copies refill.
+    auto tilesLanded = [&](GpuBuilder &l) {
+      l.waitGroups(0);
+      if (wgmma) // cp.async wrote what the tensor cores read through the async proxy
+        l.ptx("fence.proxy.async.shared::cta;");
+      l.barrier();
+    };
+
+    // O (D/8 n-tiles x 4) and the m and l of the two rows, after the walk.
+    SmallVector<Value> o(oTiles * 4);
+    Value m[2], lSum[2];
+    if (wgmma) {
+      // Software pipeline (FlashAttention-3's intra-warpgroup overlap): in
+      // iteration j the tensor cores run S_j = Q K_j^T and then
+      // O += P_{j-1} V_{j-1} while the warps wait only for S_j and run the
+      // softmax of tile j under P V. K runs one tile ahead of V: iteration j
+      // brings K_{j+1} and V_j, each into the stage its tile-before-last
+      // left (read and waited for by iteration j - 1).
+      Value one = gb.index(1);
+      Value real0 = anyTile;
+      SmallVector<Value> copies0;
+      issueTile(gb, gb.select(gb.cmp(CmpIPredicate::ult, one, numTiles), one, gb.index(0)),
+                gb.cmp(CmpIPredicate::ult, one, numTiles), one, copies0, /*keys=*/true,
+                /*values=*/false);
+      issueTile(gb, gb.index(0), real0, gb.index(0), copies0, /*keys=*/false, /*values=*/true);
+      gb.commitGroup(copies0);
+      SmallVector<Value> s0 = issueScores(gb, gb.index(0));
+      gb.ptx("wgmma.wait_group.sync.aligned 0;");
+      s0 = gb.fenceOperands(s0);
+      Value negInf[2] = {gb.negInf(f32), gb.negInf(f32)}, zero[2] = {gb.f32(0.0f), gb.f32(0.0f)};
+      SoftmaxStep first = softmaxTile(gb, gb.index(0), real0, s0, negInf, zero);
+      tilesLanded(gb);
+
+      SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
+      init.append({first.m[0], first.m[1], first.l[0], first.l[1]});
+      init.append(first.pRegs.begin(), first.pRegs.end());
+      const size_t pAt = oTiles * 4 + 4;
+      SmallVector<Value> state = gb.loop(
+          one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
+            Value stage = l.rem(tile, l.index(2));
+            Value prevStage = l.sub(l.index(1), stage);
+            Value next = l.add(tile, l.index(1));
+            Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+            SmallVector<Value> copies;
+            issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
+                      /*keys=*/true, /*values=*/false);
+            issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
+            l.commitGroup(copies);
+
+            SmallVector<Value> scores = issueScores(l, stage);
+            SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
+            SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
+            SmallVector<Value> oAcc = issueValues(l, prevStage, pPrev, oIn);
+            l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
+            scores = l.fenceOperands(scores);
+            Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
+            Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
+            SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
             l.ptx("wgmma.wait_group.sync.aligned 0;");
-            acc = l.fenceOperands(acc);
-            for (Value v : acc)
-              logits.push_back(l.mulF(v, logitScale));
-          } else {
-            SmallVector<SmallVector<Value, 4>> sAcc(8, SmallVector<Value, 4>(4, l.f32(0.0f)));
-            for (int64_t ks = 0; ks < d / 16; ++ks)
-              for (int64_t np = 0; np < 4; ++np) {
-                Value key = l.add(l.index(np * 16),
-                                  l.add(l.mul(l.div(l.laneId(), l.index(16)), l.index(8)),
-                                        l.rem(l.laneId(), l.index(8))));
-                Value col = l.add(l.index(ks * 16), l.mul(l.rem(l.div(l.laneId(), l.index(8)),
-                                                                  l.index(2)),
-                                                            l.index(8)));
-                SmallVector<Value, 4> bFrag =
-                    l.ldmatrix(keyTiles, {stage, key, swizzledColumn(l, key, col)}, 4, false);
-                sAcc[2 * np] =
-                    l.mma16816(qFrag[ks], {bFrag[0], bFrag[1]}, sAcc[2 * np], cfg.element);
-                sAcc[2 * np + 1] =
-                    l.mma16816(qFrag[ks], {bFrag[2], bFrag[3]}, sAcc[2 * np + 1], cfg.element);
-              }
-            for (int64_t nt = 0; nt < 8; ++nt)
-              for (int64_t c = 0; c < 4; ++c)
-                logits.push_back(l.mulF(sAcc[nt][c], logitScale));
-          }
+            // P_{j-1} is fenced with O: its registers stay untouched until
+            // the product that reads them is done.
+            SmallVector<Value> done(oAcc.begin(), oAcc.end());
+            done.append(pPrev.begin(), pPrev.end());
+            done = l.fenceOperands(done);
+            SmallVector<Value> oNext(done.begin(), done.begin() + oTiles * 4);
+            rescale(l, oNext, step.alpha);
+            tilesLanded(l);
 
-          // Mask keys after the row's position or past the context, on the
-          // tiles where that can happen.
-          Value j0 = tileStart(l, tile);
-          Value jLast = l.add(j0, l.index(kKeys - 1));
-          Value needMask = l.orI(l.cmp(CmpIPredicate::ugt, jLast, minPos),
-                                 l.cmp(CmpIPredicate::uge, jLast, ctxLen));
-          SmallVector<Type> types(logits.size(), f32);
-          logits = l.when(
-              needMask, types,
-              [&](GpuBuilder &lm) {
-                SmallVector<Value> masked;
-                for (int64_t nt = 0; nt < 8; ++nt)
-                  for (int64_t c = 0; c < 4; ++c) {
-                    Value j = lm.add(lm.add(j0, lm.index(nt * 8 + c % 2)),
-                                     lm.mul(quadCol, lm.index(2)));
-                    Value pos = c < 2 ? posLo : posHi;
-                    Value visible = lm.andI(lm.cmp(CmpIPredicate::ule, j, pos),
-                                            lm.cmp(CmpIPredicate::ult, j, ctxLen));
-                    masked.push_back(
-                        lm.select(visible, logits[nt * 4 + c], lm.negInf(f32)));
-                  }
-                return masked;
-              },
-              [&](GpuBuilder &) { return logits; });
-
-          // Online softmax of the two rows this thread holds (quads share rows).
-          SmallVector<Value> o(iters.begin(), iters.begin() + oTiles * 4);
-          Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
-          Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
-          Value mNew[2], lNew[2];
-          SmallVector<Value> p(logits.size());
-          for (int half = 0; half < 2; ++half) {
-            Value mx = l.negInf(f32);
-            for (int64_t nt = 0; nt < 8; ++nt)
-              mx = l.maxF(mx, l.maxF(logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]));
-            mx = l.warpMax(mx, {1, 2});
-            mNew[half] = l.maxF(mOld[half], mx);
-            Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, mNew[half], l.negInf(f32)),
-                                   l.f32(0.0f), mNew[half]);
-            Value alpha = l.exp2(l.subF(mOld[half], mSafe));
-            Value sum = l.f32(0.0f);
-            for (int64_t nt = 0; nt < 8; ++nt)
-              for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
-                p[nt * 4 + c] = l.exp2(l.subF(logits[nt * 4 + c], mSafe));
-                sum = l.addF(sum, p[nt * 4 + c]);
-              }
-            lNew[half] = l.addF(l.mulF(lOld[half], alpha), sum);
-            for (int64_t dn = 0; dn < oTiles; ++dn)
-              for (int64_t c = 2 * half; c < 2 * half + 2; ++c)
-                o[dn * 4 + c] = l.mulF(o[dn * 4 + c], alpha);
-          }
-
-          // O += P V: P (16 x 64) as A fragments straight from registers.
-          SmallVector<SmallVector<Value, 4>> pFrag;
-          for (int64_t kk = 0; kk < 4; ++kk)
-            pFrag.push_back(
-                {l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
-                 l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
-                 l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
-                 l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)});
-          if (wgmma) {
-            // The rescaled O and P are written before the fence; V is MN-major
-            // (head dim contiguous): the two 64-wide halves are kKeys * 128
-            // bytes apart (leading offset), 8-key groups 1024 (stride), one
-            // k-step of 16 keys is 2048 bytes.
-            SmallVector<Value> regs(o.begin(), o.end());
-            for (auto &frag : pFrag)
-              regs.append(frag.begin(), frag.end());
-            regs = l.fenceOperands(regs);
-            SmallVector<Value> acc(regs.begin(), regs.begin() + o.size());
-            l.ptx("wgmma.fence.sync.aligned;");
-            Value vTile = l.add(l.index(valueBytes), l.mul(stage, l.index(cfg.tileBytes())));
-            for (int64_t kk = 0; kk < 4; ++kk) {
-              ArrayRef<Value> a(regs.begin() + o.size() + 4 * kk, 4);
-              Value descV = l.wgmmaDescriptor(
-                  sharedAddress(l, l.add(vTile, l.index(kk * 2048))), kKeys * 128, 1024);
-              acc = l.wgmmaRegisterA(d, cfg.element, a, descV, acc, /*transposeB=*/true);
-            }
-            l.ptx("wgmma.commit_group.sync.aligned;");
-            l.ptx("wgmma.wait_group.sync.aligned 0;");
-            acc = l.fenceOperands(acc);
-            std::copy(acc.begin(), acc.end(), o.begin());
-          } else {
-            for (int64_t kk = 0; kk < 4; ++kk) {
-              Value key = l.add(l.index(kk * 16),
-                                l.add(l.rem(l.laneId(), l.index(8)),
-                                      l.mul(l.rem(l.div(l.laneId(), l.index(8)), l.index(2)),
-                                            l.index(8))));
-              for (int64_t dp = 0; dp < d / 16; ++dp) {
-                Value col = l.add(l.index(dp * 16),
-                                  l.mul(l.div(l.laneId(), l.index(16)), l.index(8)));
-                SmallVector<Value, 4> bFrag =
-                    l.ldmatrix(valueTiles, {stage, key, swizzledColumn(l, key, col)}, 4, true);
-                SmallVector<Value, 4> lo(o.begin() + (2 * dp) * 4,
-                                         o.begin() + (2 * dp) * 4 + 4);
-                SmallVector<Value, 4> hi(o.begin() + (2 * dp + 1) * 4,
-                                         o.begin() + (2 * dp + 1) * 4 + 4);
-                lo = l.mma16816(pFrag[kk], {bFrag[0], bFrag[1]}, lo, cfg.element);
-                hi = l.mma16816(pFrag[kk], {bFrag[2], bFrag[3]}, hi, cfg.element);
-                std::copy(lo.begin(), lo.end(), o.begin() + (2 * dp) * 4);
-                std::copy(hi.begin(), hi.end(), o.begin() + (2 * dp + 1) * 4);
-              }
-            }
-          }
-          // Everyone is done with this stage before it is refilled.
-          l.barrier();
-          SmallVector<Value> next2(o.begin(), o.end());
-          next2.append({mNew[0], mNew[1], lNew[0], lNew[1]});
-          return next2;
-        });
+            oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
+            oNext.append(step.pRegs.begin(), step.pRegs.end());
+            return oNext;
+          });
+      // The last tile's P V (over zeros when there was no tile).
+      Value lastStage = gb.rem(gb.sub(gb.max(numTiles, one), one), gb.index(2));
+      SmallVector<Value> pLast(state.begin() + pAt, state.end());
+      SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
+      SmallVector<Value> oAcc = issueValues(gb, lastStage, pLast, oLast);
+      gb.ptx("wgmma.wait_group.sync.aligned 0;");
+      oAcc.append(pLast.begin(), pLast.end());
+      oAcc = gb.fenceOperands(oAcc);
+      std::copy(oAcc.begin(), oAcc.begin() + oTiles * 4, o.begin());
+      m[0] = state[oTiles * 4], m[1] = state[oTiles * 4 + 1];
+      lSum[0] = state[oTiles * 4 + 2], lSum[1] = state[oTiles * 4 + 3];
+    } else {
+      // One tile per iteration, the next one's copies in flight.
+      SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
+      init.append({gb.negInf(f32), gb.negInf(f32), gb.f32(0.0f), gb.f32(0.0f)});
+      SmallVector<Value> state = gb.loop(
+          gb.index(0), numTiles, gb.index(1), init,
+          [&](GpuBuilder &l, Value tile, ValueRange iters) {
+            Value stage = l.rem(tile, l.index(2));
+            Value next = l.add(tile, l.index(1));
+            Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+            SmallVector<Value> copies;
+            issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage), copies,
+                      /*keys=*/true, /*values=*/true);
+            l.commitGroup(copies);
+            l.waitGroups(1);
+            l.barrier();
+            SmallVector<Value> scores = scoresMmaSync(l, stage);
+            Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
+            Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
+            SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
+            SmallVector<Value> oNext(iters.begin(), iters.begin() + oTiles * 4);
+            rescale(l, oNext, step.alpha);
+            valuesMmaSync(l, stage, step.pRegs, oNext);
+            l.barrier(); // everyone is done with this stage before it is refilled
+            oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
+            return oNext;
+          });
+      std::copy(state.begin(), state.begin() + oTiles * 4, o.begin());
+      m[0] = state[oTiles * 4], m[1] = state[oTiles * 4 + 1];
+      lSum[0] = state[oTiles * 4 + 2], lSum[1] = state[oTiles * 4 + 3];
+    }
 
     // Epilogue: O / l, written per row; a row that saw no key gets zeros.
-    const int64_t oTiles2 = d / 8;
     for (int half = 0; half < 2; ++half) {
       Value row = half == 0 ? rowLo : rowHi;
-      Value m = state[oTiles2 * 4 + half];
-      Value l = gb.warpSum(state[oTiles2 * 4 + 2 + half], {1, 2});
+      Value mRow = m[half];
+      Value l = gb.warpSum(lSum[half], {1, 2});
       Value seen = gb.cmpF(CmpFPredicate::OGT, l, gb.f32(0.0f));
       Value inv = gb.select(seen, gb.divF(gb.f32(1.0f), l), gb.f32(0.0f));
       gb.when(gb.cmp(CmpIPredicate::ult, row, rows), [&](GpuBuilder &w) {
@@ -467,17 +560,17 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         Value h = w.add(w.mul(e, w.index(s)), w.rem(row, w.index(s)));
         auto pairType = VectorType::get({2}, cfg.element);
         auto f32x2 = VectorType::get({2}, f32);
-        for (int64_t dn = 0; dn < oTiles2; ++dn) {
+        for (int64_t dn = 0; dn < oTiles; ++dn) {
           Value x = w.add(w.index(dn * 8), w.mul(quadCol, w.index(2)));
           Value pair = vector::FromElementsOp::create(
               w.builder(), w.location(), f32x2,
-              ValueRange{w.mulF(state[dn * 4 + 2 * half], inv),
-                         w.mulF(state[dn * 4 + 2 * half + 1], inv)});
+              ValueRange{w.mulF(o[dn * 4 + 2 * half], inv),
+                         w.mulF(o[dn * 4 + 2 * half + 1], inv)});
           w.storeVector(w.truncF(pair, pairType), out, {b, t, h, x}, 4);
         }
         if (lse) {
           w.when(w.cmp(CmpIPredicate::eq, quadCol, w.index(0)), [&](GpuBuilder &wl) {
-            Value value = wl.mulF(wl.addF(m, wl.log2(l)), wl.f32(float(kLn2)));
+            Value value = wl.mulF(wl.addF(mRow, wl.log2(l)), wl.f32(float(kLn2)));
             wl.store(wl.select(seen, value, wl.negInf(f32)), lse, {b, h, t});
           });
         }

@@ -19,6 +19,9 @@ Value LoopBuilder::index(int64_t v) {
 Value LoopBuilder::i32(int32_t v) {
   return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
 }
+Value LoopBuilder::boolean(bool v) {
+  return arith::ConstantIntOp::create(b, loc, b.getI1Type(), v);
+}
 Value LoopBuilder::i8(int8_t v) {
   return arith::ConstantIntOp::create(b, loc, b.getI8Type(), v);
 }
@@ -49,6 +52,7 @@ Value LoopBuilder::cmp(arith::CmpIPredicate pred, Value a, Value c) {
 }
 Value LoopBuilder::andI(Value a, Value c) { return arith::AndIOp::create(b, loc, a, c); }
 Value LoopBuilder::orI(Value a, Value c) { return arith::OrIOp::create(b, loc, a, c); }
+Value LoopBuilder::notI(Value a) { return arith::XOrIOp::create(b, loc, a, boolean(true)); }
 Value LoopBuilder::toIndex(Value v) {
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
 }
