@@ -126,6 +126,45 @@ def bench_dense(rt, st, rows, quick):
     return results, err
 
 
+def bench_gather_dense(st, table, counts, compact_out, t_select):
+    """Explicit compaction (what QUOKA-style selection pays): gather the
+    group union's K/V rows into contiguous buffers (a host sync to size
+    them), then dense causal varlen flash attention per (sequence, KV head)
+    with its G query heads. Selection time is ours, added."""
+    B, L, C = st.B, st.L, st.C
+    try:
+        dev = "cuda"
+        k_flat = st.k_all.reshape(-1, D)
+        v_flat = st.v_all.reshape(-1, D)
+        ar = torch.arange(BLOCK, device=dev)
+        entry = torch.arange(st.Kb, device=dev)[None, None, :, None]
+        bidx = torch.arange(B, device=dev)[:, None, None, None]
+        hidx = torch.arange(Hkv, device=dev)[None, :, None, None]
+        qg = st.q.view(B, C, Hkv, G, D).permute(0, 2, 1, 3, 4).reshape(B * Hkv * C, G, D)
+        cum_q = torch.arange(0, B * Hkv + 1, device=dev, dtype=torch.int32) * C
+
+        def gather_dense():
+            pos = table.clamp(min=0).long()[..., None] * BLOCK + ar
+            valid = (entry < counts[..., None, None]) & (pos < L)
+            idx = ((bidx * L + pos) * Hkv + hidx)[valid]  # host sync: the gathered size
+            kg = k_flat.index_select(0, idx).unsqueeze(1)
+            vg = v_flat.index_select(0, idx).unsqueeze(1)
+            nk = valid.flatten(2).sum(-1).flatten()
+            cum_k = torch.nn.functional.pad(nk.cumsum(0), (1, 0)).to(torch.int32)
+            return torch.ops.aten._flash_attention_forward(
+                qg, kg, vg, cum_q, cum_k, C, int(nk.max()), 0.0, True, False)[0]
+
+        ms = timed(gather_dense)
+        got = gather_dense().view(B, Hkv, C, G, D).permute(0, 2, 1, 3, 4).reshape(B, C, Hq, D)
+        err = float((got.float() - compact_out.float()).norm() / compact_out.float().norm())
+        return {"method": "gather_dense", "B": B, "C": C, "L": L, "s": G, "alpha": 0.06,
+                "last_chunk_ms": ms + t_select, "attention_ms": ms, "select_ms": t_select,
+                "prefill_ms": None, "tflops": None, "err_vs_compact": err}
+    except Exception as e:  # noqa: BLE001
+        print(f"  gather_dense unavailable: {e}", flush=True)
+        return None
+
+
 def bench_compact(rt, st, rows, alpha=0.06, sink=2, window=4):
     B, L, C = st.B, st.L, st.C
     lens = st.lens_full
@@ -157,6 +196,11 @@ def bench_compact(rt, st, rows, alpha=0.06, sink=2, window=4):
         # Keys each row attends: union blocks that are causally visible.
         flops = causal_flops(B, C, L) * density_union
         res[s] = (t_total, t_select, t_attend, density_union)
+        if s == G:
+            gather_row = bench_gather_dense(st, table, counts, out, t_select)
+            if gather_row:
+                gather_row["density_union"] = density_union
+                rows.append(gather_row)
         rows.append({"method": "compact", "B": B, "C": C, "L": L, "s": s, "alpha": alpha,
                      "last_chunk_ms": t_total, "select_ms": t_select, "attention_ms": t_attend,
                      "prefill_ms": None, "tflops": flops / t_attend / 1e9,

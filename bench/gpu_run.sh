@@ -8,6 +8,7 @@ mkdir -p "$OUT"
 export COMPACT_RT_LIBRARY=$PWD/dist/lib/libcompact_rt.so
 export COMPACT_REFERENCE_LIBRARY=$PWD/dist/lib/libcompact_reference.so
 export PYTHONUNBUFFERED=1
+export COMPACT_COMMIT=${COMPACT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 export PYTHONPATH=$PWD/python:$PWD/python/tests${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 MODE=${1:-all}
@@ -22,6 +23,22 @@ if [ "$MODE" = all ] || [ "$MODE" = sanitize ]; then
       > "$OUT/sanitizer-$tool.log" 2>&1
     echo "$tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
   done
+fi
+if [ "$MODE" = report ]; then
+  # The committed report: last chunk and selection at every context, the
+  # whole-prefill grid, and the alpha sweep of the fidelity frontier; each
+  # part bounded so one failure leaves the others.
+  echo "== last chunk"
+  timeout 150 python3 bench/bench.py --out "$OUT/last-chunk.json" 2>&1 | tee "$OUT/last-chunk.log"
+  echo "== whole-prefill grid"
+  timeout 300 python3 bench/prefill_bench.py --out "$OUT/prefill-grid.json" \
+    --methods sdpa,flex_sparse,compact_dense,compact \
+    --configs "${GRID:-1:512:32768,1:512:65536,1:512:131072,1:1024:32768,1:1024:65536,1:1024:131072,1:2048:32768,1:2048:65536,1:2048:131072,8:512:32768,8:512:65536,8:512:131072,8:1024:32768,8:1024:65536,8:1024:131072,8:2048:32768,8:2048:65536,8:2048:131072}" \
+    2>&1 | tee "$OUT/prefill-grid.log"
+  echo "== alpha sweep"
+  timeout 120 python3 bench/prefill_bench.py --out "$OUT/frontier.json" \
+    --methods sdpa,flex_sparse,compact --alphas 0.01,0.03,0.06,0.1,0.2 \
+    --configs 8:1024:131072,1:1024:131072 2>&1 | tee "$OUT/frontier.log"
 fi
 if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   echo "== benchmark"

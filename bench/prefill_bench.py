@@ -185,7 +185,7 @@ def causal_selection(pt, c0, c):
     return (kb <= last).expand(pt.B, Hq, Qb, pt.Kb)
 
 
-def selector_mask(rt, pt, c0, c):
+def selector_mask(rt, pt, c0, c, alpha):
     """The FlashPrefill selector's own [B, Hq, Qb, Kb] mask for the chunk
     (pooled keys of the prefix + chunk must be current)."""
     l = pt.lens(c0 + c)
@@ -193,11 +193,11 @@ def selector_mask(rt, pt, c0, c):
     scores = torch.empty((pt.B, Hq, Qb, pt.Kb), device="cuda")
     rt.block_scores(pt.q[:, c0:c0 + c].contiguous(), pt.pooled, l, scores)
     mask = torch.empty((pt.B, Hq, Qb, pt.Kb), dtype=torch.int8, device="cuda")
-    rt.select_blocks(scores, l, c, mask, ALPHA, SINK, WINDOW)
+    rt.select_blocks(scores, l, c, mask, alpha, SINK, WINDOW)
     return mask
 
 
-def run_flex(rt, pt, sparse):
+def run_flex(rt, pt, sparse, alpha=ALPHA):
     """Whole prefill, FlexAttention over the same blocks (dense: every causal
     block); only the attention calls are timed (not the masks, nor the
     selection)."""
@@ -207,7 +207,7 @@ def run_flex(rt, pt, sparse):
         if sparse and c0 > 0:
             # ours appended and pooled this chunk already in the plan run; the
             # first chunk is dense for every method.
-            sel = selector_mask(rt, pt, c0, c).bool() & causal_selection(pt, c0, c)
+            sel = selector_mask(rt, pt, c0, c, alpha).bool() & causal_selection(pt, c0, c)
         else:
             sel = causal_selection(pt, c0, c)
         bm = flex_block_mask(pt, c0, c, sel)
@@ -233,68 +233,72 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="8:1024:131072,1:1024:131072")
     ap.add_argument("--methods", default="sdpa,flex_dense,flex_sparse,compact_dense,compact")
+    ap.add_argument("--alphas", default=str(ALPHA),
+                    help="selector thresholds for the sparse methods (a sweep draws the "
+                         "fidelity-vs-time frontier)")
     ap.add_argument("--out", default="prefill.json")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
+    alphas = [float(a) for a in args.alphas.split(",")]
     rt = Runtime(Hq, Hkv, D, PAGE, BLOCK, "bfloat16", "nhd")
     rows = []
     for spec in args.configs.split(","):
         B, C, L = map(int, spec.split(":"))
         t0 = time.time()
         pt = Point(rt, B, C, L, seed=B * 7 + C + L)
-        res, outs = {}, {}
-        if "sdpa" in methods:
-            res["sdpa_flash"], outs["sdpa"] = run_sdpa(pt)
-        for s in (G, 1):
-            if "compact" in methods:
-                plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s, alpha=ALPHA, sink=SINK,
-                                      window=WINDOW)
-                run_ours(pt, plan)  # warm-up (and fills the cache / pooled keys)
-                ms, out = run_ours(pt, plan)
-                res[f"compact_s{s}"] = ms
-                outs[f"compact_s{s}"] = out
-                table, counts = plan.tables(B)
-                res[f"density_union_s{s}"] = float(counts.double().mean() / pt.Kb)
-        if "compact_dense" in methods:
-            res["compact_dense"], outs["compact_dense"] = run_ours_dense(rt, pt)
-        if "flex_dense" in methods:
-            res["flex_dense"], outs["flex_dense"], _ = run_flex(rt, pt, sparse=False)
-        if "flex_sparse" in methods:
-            # pooled keys are those of the whole prompt now; the chunk's
-            # scores only read blocks up to the chunk (causal), which are final.
-            res["flex_sparse"], outs["flex_sparse"], res["density_mask"] = run_flex(rt, pt, True)
-        ref = outs.get("sdpa")
-        line = f"B={B} C={C} L={L}:"
-        for k, v in res.items():
-            line += f" {k}={v:.3f}" if "density" not in k else f" {k}={v:.3f}"
-        print(line + f" ({time.time() - t0:.0f}s)", flush=True)
-        errs = {}
-        if ref is not None:
-            for k, o in outs.items():
-                if k != "sdpa":
-                    o = o.transpose(1, 2) if o.shape[1] != Hq else o
-                    errs[k] = rel(o, ref)
-            print("  error vs dense (last chunk): " +
-                  " ".join(f"{k}={v:.3e}" for k, v in errs.items()), flush=True)
-        for method, key in [("sdpa_flash", "sdpa_flash"), ("flex_dense", "flex_dense"),
-                            ("flex_sparse", "flex_sparse"), ("compact_dense", "compact_dense"),
-                            ("compact", f"compact_s{G}"), ("compact", "compact_s1")]:
-            if key not in res:
-                continue
-            row = {"method": method, "B": B, "C": C, "L": L, "prefill_ms": res[key],
+        here = []  # (row, last chunk output)
+
+        def add(method, ms, out, **extra):
+            row = {"method": method, "B": B, "C": C, "L": L, "prefill_ms": ms,
                    "last_chunk_ms": None, "tflops": None}
-            if method == "compact":
-                s = G if key.endswith(f"s{G}") else 1
-                row.update({"s": s, "alpha": ALPHA, "density_union": res[f"density_union_s{s}"],
-                            "density_mask": res.get("density_mask"),
-                            "err_vs_dense": errs.get(key)})
-            elif method == "flex_sparse":
-                row.update({"alpha": ALPHA, "density_mask": res.get("density_mask"),
-                            "err_vs_dense": errs.get("flex_sparse")})
-            elif key in errs:
-                row["err_vs_dense"] = errs[key]
+            row.update(extra)
+            here.append((row, out))
+
+        if "sdpa" in methods:
+            add("sdpa_flash", *run_sdpa(pt))
+        for alpha in alphas:
+            if "compact" in methods:
+                for s in (G, 1):
+                    plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s, alpha=alpha,
+                                          sink=SINK, window=WINDOW)
+                    run_ours(pt, plan)  # warm-up (and fills the cache / pooled keys)
+                    ms, out = run_ours(pt, plan)
+                    table, counts = plan.tables(B)
+                    add("compact", ms, out, s=s, alpha=alpha,
+                        density_union=float(counts.double().mean() / pt.Kb))
+            if "flex_sparse" in methods:
+                # pooled keys are those of the whole prompt now; the chunk's
+                # scores only read blocks up to the chunk (causal), which are final.
+                ms, out, density = run_flex(rt, pt, True, alpha)
+                add("flex_sparse", ms, out, alpha=alpha, density_mask=density)
+        if "compact_dense" in methods:
+            add("compact_dense", *run_ours_dense(rt, pt))
+        if "flex_dense" in methods:
+            ms, out, _ = run_flex(rt, pt, sparse=False)
+            add("flex_dense", ms, out)
+        ref = here[0][1] if here and here[0][0]["method"] == "sdpa_flash" else None
+        for row, out in here:
+            if row["method"] == "compact":
+                row["density_mask"] = next(
+                    (r["density_mask"] for r, _ in here
+                     if r["method"] == "flex_sparse" and r["alpha"] == row["alpha"]), None)
+            if ref is not None and row["method"] != "sdpa_flash":
+                o = out.transpose(1, 2) if out.shape[1] != Hq else out
+                row["err_vs_dense"] = rel(o, ref)
             rows.append(row)
-        del pt
+        line = f"B={B} C={C} L={L}:"
+        for row, _ in here:
+            name = row["method"] + (f"_s{row['s']}" if "s" in row else "")
+            name += f"@{row['alpha']}" if "alpha" in row else ""
+            line += f" {name}={row['prefill_ms']:.2f}ms"
+            if "density_union" in row:
+                line += f"(union {row['density_union']:.3f})"
+            if "density_mask" in row and row["method"] == "flex_sparse":
+                line += f"(mask {row['density_mask']:.3f})"
+            if "err_vs_dense" in row:
+                line += f"[err {row['err_vs_dense']:.3f}]"
+        print(line + f" ({time.time() - t0:.0f}s)", flush=True)
+        del pt, here
         torch.cuda.empty_cache()
     result = {"device": torch.cuda.get_device_name(),
               "commit": os.environ.get("COMPACT_COMMIT", "unknown"),
@@ -303,9 +307,10 @@ def main():
                            "triton": __import__("triton").__version__},
               "workload": {"name": "planted_retrieval", "Hq": Hq, "Hkv": Hkv, "D": D,
                            "page": PAGE, "block": BLOCK, "hot_frac": 0.04, "signal": 8.0,
-                           "alpha": ALPHA, "sink": SINK, "window": WINDOW,
+                           "alpha": alphas, "sink": SINK, "window": WINDOW,
                            "what": "whole chunked prefill of one layer; ours includes append, "
-                                   "pooling and selection, the peers only attention"},
+                                   "pooling and selection, the peers only attention; errors "
+                                   "are of the last chunk against dense SDPA flash"},
               "rows": rows}
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
