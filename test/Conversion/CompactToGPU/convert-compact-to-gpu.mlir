@@ -1,0 +1,180 @@
+// RUN: compact-opt %s -split-input-file -convert-compact-to-gpu -canonicalize -cse | FileCheck %s
+
+// Paged attention, wgmma path (the default). The host side is one launch of
+// 256 threads per 128 packed rows, execution group and sequence; the kernel
+// is the software pipeline of attention v2: S_0 before the loop, then per
+// tile the copies of the next K and this V, S_j (8 k-steps of m64n64k16) and
+// P_{j-1} V_{j-1} (4 k-steps of m64n128k16, register A, MN-major V) in
+// flight together, a wait for S_j only, the softmax (ex2) under P V, the
+// wait for P V, one barrier; the last P V after the loop.
+// CHECK-LABEL: func.func @paged_attention
+//       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
+//  CHECK-SAME:     threads in (%c256, %c1, %c1)  dynamic_shared_memory_size %c98304_i32
+// CHECK-LABEL: gpu.func @paged_attention_attention
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale"]
+//  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
+//       CHECK:   nvgpu.device_async_copy %arg0
+//       CHECK:   nvgpu.device_async_copy %arg1
+//       CHECK:   nvvm.cp.async.wait.group 0
+//       CHECK:   "fence.proxy.async.shared::cta;"
+//       CHECK:   gpu.barrier
+//       CHECK:   "wgmma.fence.sync.aligned;"
+// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+//       CHECK:   "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:   llvm.nvvm.ex2.approx
+//       CHECK:   scf.for
+//       CHECK:     nvgpu.device_async_copy %arg1
+//       CHECK:     nvgpu.device_async_copy %arg2
+// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK-COUNT-4:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:     "wgmma.wait_group.sync.aligned 1;"
+//       CHECK:     llvm.nvvm.ex2.approx
+//       CHECK:     "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:     nvvm.cp.async.wait.group 0
+//       CHECK:     gpu.barrier
+//       CHECK:     scf.yield
+// CHECK-COUNT-4:   wgmma.mma_async.sync.aligned.m64n128k16
+//       CHECK:   "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:   vector.store {{.*}} : memref<?x?x16x128xbf16>, vector<2xbf16>
+func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                           %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                           %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                           %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
+        into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+// The sm_80 fallback: ldmatrix fragments and mma.sync m16n8k16, no wgmma;
+// one tile per iteration with the next one's copies in flight.
+// CHECK-LABEL: gpu.func @attention_mma_sync_attention
+//   CHECK-NOT:   wgmma
+//       CHECK:   scf.for
+//       CHECK:     nvgpu.device_async_copy
+//       CHECK:     nvvm.cp.async.wait.group 1
+//       CHECK:     nvgpu.ldmatrix
+//       CHECK:     nvvm.mma.sync
+//  CHECK-SAME:       shape = #nvvm.shape<m = 16, n = 8, k = 16>
+//       CHECK:     llvm.nvvm.ex2.approx
+//       CHECK:     nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true}
+//       CHECK:     nvvm.mma.sync
+//       CHECK:     gpu.barrier
+//       CHECK:     scf.yield
+//   CHECK-NOT:   wgmma
+//       CHECK:   gpu.return
+func.func @attention_mma_sync(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                              %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                              %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                              %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128, compact.matrix_path = "mma_sync"}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
+        into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+// Fused selection: three launches on the stream, no mask and no scores in
+// memory. clear zeroes the union words at the head of each table row; select
+// computes S^T = K̄ Q^T on wgmma (m64n128k16: 64 pooled keys x the 128
+// queries of the block), the row log-sum-exp, the threshold, and ORs the
+// selected blocks into the union words; table expands the words into the
+// ascending table and the count.
+// CHECK-LABEL: func.func @score_select_union
+//       CHECK:   gpu.launch_func  @compact_kernels::@score_select_union_clear
+//       CHECK:   gpu.launch_func  @compact_kernels::@score_select_union_select
+//  CHECK-SAME:     args(%arg0 : memref<?x?x16x128xbf16>, %arg1 : memref<?x4x?x128xbf16>, %arg2 : memref<?xi32>, %arg3 : memref<?x4x?xi32>
+//       CHECK:   gpu.launch_func  @compact_kernels::@score_select_union_table
+//  CHECK-SAME:     args(%arg2 : memref<?xi32>, %{{.*}} : index, %arg3 : memref<?x4x?xi32>, %arg4 : memref<?x4xi32>)
+// CHECK-LABEL: gpu.func @score_select_union_clear
+// CHECK-LABEL: gpu.func @score_select_union_select
+//  CHECK-SAME:   compact.arg_names = ["q", "pooled", "ctx_lens", "table", "scale", "threshold", "sink", "window"]
+//  CHECK-SAME:   compact.grid = "[ceil(C / bs), Hq, B]"
+//       CHECK:   scf.for
+//       CHECK:     nvgpu.device_async_copy %arg1
+//       CHECK:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+//       CHECK:     "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:     llvm.nvvm.ex2.approx
+//       CHECK:   nvvm.vote.sync ballot
+//       CHECK:   memref.atomic_rmw ori
+// CHECK-LABEL: gpu.func @score_select_union_table
+//       CHECK:   math.ctpop
+//       CHECK:   memref.store {{.*}} : memref<?x4xi32>
+func.func @score_select_union(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?x128xbf16>,
+                              %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                              %counts: memref<?x4xi32>) {
+  compact.score_select_union %q, %pooled, %lens into %table, %counts
+      {block_size = 128, exec_group_size = 4, mode = #compact.threshold<rowmax_log>,
+       threshold = 0.06 : f32, sink = 2, window = 4}
+      : memref<?x?x16x128xbf16>, memref<?x4x?x128xbf16>, memref<?xi32>
+        into memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}
+
+// -----
+
+// The unfused union of an external mask: one block of 256 threads per
+// execution group and sequence; ballots of mask bytes, popcounts for the
+// positions in the ascending table.
+// CHECK-LABEL: func.func @block_union
+//       CHECK:   gpu.launch_func  @compact_kernels::@block_union_union blocks in (%c8, %{{.*}}, %c1) threads in (%c256, %c1, %c1)
+// CHECK-LABEL: gpu.func @block_union_union
+//  CHECK-SAME:   compact.arg_names = ["mask", "ctx_lens", "chunk_len", "table", "counts"]
+//       CHECK:   memref.load %arg0
+//       CHECK:   nvvm.vote.sync ballot
+//       CHECK:   math.ctpop
+//       CHECK:   memref.store {{.*}}, %arg3
+//       CHECK:   memref.store {{.*}}, %arg4
+func.func @block_union(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: index,
+                       %table: memref<?x8x?xi32>, %counts: memref<?x8xi32>) {
+  compact.block_union %mask, %lens, %c into %table, %counts
+      {block_size = 128, kv_heads = 4, exec_group_size = 2}
+      : memref<?x16x?x?xi8>, memref<?xi32> into memref<?x8x?xi32>, memref<?x8xi32>
+  return
+}
+
+// -----
+
+// Threshold of external scores into a mask: one block per (query block,
+// head, sequence); the row maximum by warp shuffles, then one byte per block.
+// CHECK-LABEL: gpu.func @select_blocks_select
+//  CHECK-SAME:   compact.arg_names = ["scores", "ctx_lens", "chunk_len", "mask", "threshold", "sink", "window"]
+//  CHECK-SAME:   compact.grid = "[Qb, Hq, B]"
+//       CHECK:   gpu.shuffle  xor
+//       CHECK:   gpu.barrier
+//       CHECK:   memref.store {{.*}}, %arg3{{.*}} : memref<?x16x8x?xi8>
+func.func @select_blocks(%scores: memref<?x16x8x?xf32>, %lens: memref<?xi32>, %c: index,
+                         %mask: memref<?x16x8x?xi8>) {
+  compact.select_blocks %scores, %lens, %c into %mask
+      {block_size = 128, mode = #compact.threshold<rowmax_log>, threshold = 0.06 : f32,
+       sink = 2, window = 4}
+      : memref<?x16x8x?xf32>, memref<?xi32> into memref<?x16x8x?xi8>
+  return
+}
+
+// -----
+
+// Appending a chunk's K/V into its pages: 16-byte vectors, the page from the
+// page table.
+// CHECK-LABEL: gpu.func @append_kv_append
+//  CHECK-SAME:   compact.arg_names = ["k_new", "v_new", "page_table", "ctx_lens", "k_cache", "v_cache"]
+//       CHECK:   memref.load %arg2
+//       CHECK:   vector.load %arg0{{.*}} vector<8xbf16>
+//       CHECK:   vector.store {{.*}}, %arg4{{.*}} vector<8xbf16>
+//       CHECK:   vector.load %arg1
+//       CHECK:   vector.store {{.*}}, %arg5
+func.func @append_kv(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x128xbf16>,
+                     %pt: memref<?x?xi32>, %lens: memref<?xi32>,
+                     %kc: memref<?x64x4x128xbf16>, %vc: memref<?x64x4x128xbf16>) {
+  compact.append_kv %k, %v, %pt, %lens into %kc, %vc
+      : memref<?x?x4x128xbf16>, memref<?x?x4x128xbf16>, memref<?x?xi32>, memref<?xi32>
+        into memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>
+  return
+}
