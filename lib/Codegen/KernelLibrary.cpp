@@ -153,7 +153,7 @@ func.func @{f}__paged_attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref
                                 %lens: memref<?xi32>, %table: {table}, %counts: {counts},
                                 %out: {q}, %lse: {lse}) {
   compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
-      {block_size = {bs}, layout = {layout}}
+      {block_size = {bs}, layout = {layout}, exec_group_size = {s}}
       : {q}, {cache}, {cache}, memref<?x?xi32>, memref<?xi32>, {table}, {counts}
         into {q}, {lse}
   return
@@ -162,7 +162,8 @@ func.func @{f}__paged_attention_mma(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: me
                                     %lens: memref<?xi32>, %table: {table}, %counts: {counts},
                                     %out: {q}, %lse: {lse}) {
   compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
-      {block_size = {bs}, layout = {layout}, compact.matrix_path = "mma_sync"}
+      {block_size = {bs}, layout = {layout}, exec_group_size = {s},
+       compact.matrix_path = "mma_sync"}
       : {q}, {cache}, {cache}, memref<?x?xi32>, memref<?xi32>, {table}, {counts}
         into {q}, {lse}
   return
@@ -198,11 +199,12 @@ std::string compact::codegen::buildLibraryProgram(const std::vector<LibraryConfi
     values["f"] = c.key();
     program += fill(kSharedOps, values);
     for (int64_t s : c.execGroupSizes) {
-      int64_t groups = c.qHeads / s;
+      // Table rows are dynamic: E = Hq / s per table, or E * Qb (one table
+      // per query block), the same kernels.
       values["f"] = c.key() + "__s" + std::to_string(s);
       values["s"] = std::to_string(s);
-      values["table"] = formatv("memref<?x{0}x?xi32>", groups);
-      values["counts"] = formatv("memref<?x{0}xi32>", groups);
+      values["table"] = "memref<?x?x?xi32>";
+      values["counts"] = "memref<?x?xi32>";
       program += fill(kGroupOps, values);
     }
   }

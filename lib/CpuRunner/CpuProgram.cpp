@@ -79,8 +79,9 @@ std::string compact::cpu::buildChunkProgram(const ProgramConfig &c) {
   std::string pooled = llvm::formatv("memref<?x{0}x?x{1}xf32>", c.kvHeads, c.headDim);
   std::string scores = llvm::formatv("memref<?x{0}x?x?xf32>", c.qHeads);
   std::string mask = llvm::formatv("memref<?x{0}x?x?xi8>", c.qHeads);
-  std::string table = llvm::formatv("memref<?x{0}x?xi32>", c.groups());
-  std::string counts = llvm::formatv("memref<?x{0}xi32>", c.groups());
+  // E = Hq / s table rows, or E * Qb (one table per query block).
+  std::string table = "memref<?x?x?xi32>";
+  std::string counts = "memref<?x?xi32>";
   std::string lse = llvm::formatv("memref<?x{0}x?xf32>", c.qHeads);
   std::string layout = nhd ? "#compact.layout<nhd>" : "#compact.layout<hnd>";
   std::string selection = llvm::formatv(
@@ -172,7 +173,7 @@ func.func @attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
                      %out: {q}, %lse: {lse})
     attributes {llvm.emit_c_interface} {
   compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
-      {block_size = {bs}, layout = {layout}}
+      {block_size = {bs}, layout = {layout}, exec_group_size = {s}}
       : {q}, {cache}, {cache}, memref<?x?xi32>, memref<?xi32>, {table}, {counts}
         into {q}, {lse}
   return
@@ -190,7 +191,8 @@ func.func @attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
                                {"layout", layout},
                                {"selection", selection},
                                {"unionAttrs", unionAttrs},
-                               {"bs", std::to_string(c.blockSize)}});
+                               {"bs", std::to_string(c.blockSize)},
+                               {"s", std::to_string(c.execGroupSize)}});
 }
 
 //===----------------------------------------------------------------------===//

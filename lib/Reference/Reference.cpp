@@ -167,30 +167,36 @@ void selectBlocks(const ChunkShape &shape, const int32_t *ctxLens,
 
 void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
                 const uint8_t *mask, int64_t execGroupSize, int32_t *table,
-                int32_t *counts) {
+                int32_t *counts, int64_t rowsPerGroup) {
   const int64_t hq = shape.qHeads, qbCount = shape.queryBlocks();
-  const int64_t kbCap = shape.blockCapacity, groups = hq / execGroupSize;
+  const int64_t kbCap = shape.blockCapacity;
   require(shape.groupSize() % execGroupSize == 0, "s divides G");
+  const TableRows rows{rowsPerGroup, qbCount};
+  require(rows.valid(), "rows per group is 1 or Qb");
+  const int64_t numRows = hq / execGroupSize * rowsPerGroup;
   std::vector<uint8_t> in(kbCap);
   for (int64_t b = 0; b < shape.batch; ++b) {
     SeqGeometry g = shape.seq(ctxLens, b);
     require(g.numBlocks() <= kbCap, "ceil(ctx_len / block_size) <= Kb");
-    for (int64_t e = 0; e < groups; ++e) {
+    for (int64_t row = 0; row < numRows; ++row) {
+      const int64_t e = rows.group(row);
+      const int64_t qbBegin = rows.firstQueryBlock(row), qbEnd = rows.endQueryBlock(row);
       std::fill(in.begin(), in.end(), 0);
       for (int64_t h = e * execGroupSize; h < (e + 1) * execGroupSize; ++h)
-        for (int64_t qb = 0; qb < qbCount; ++qb) {
-          const uint8_t *row = mask + ((size_t(b) * hq + h) * qbCount + qb) * kbCap;
+        for (int64_t qb = qbBegin; qb < qbEnd; ++qb) {
+          const uint8_t *maskRow = mask + ((size_t(b) * hq + h) * qbCount + qb) * kbCap;
           for (int64_t kb = 0; kb <= g.lastVisibleBlock(qb); ++kb)
-            in[kb] |= row[kb] != 0;
+            in[kb] |= maskRow[kb] != 0;
         }
-      for (int64_t kb = g.firstChunkBlock(); kb < g.numBlocks(); ++kb)
+      // The chunk's own blocks that the row's queries see.
+      for (int64_t kb = g.firstChunkBlock(); kb <= g.lastVisibleBlock(qbEnd - 1); ++kb)
         in[kb] = 1;
-      int32_t *dst = table + (size_t(b) * groups + e) * kbCap;
+      int32_t *dst = table + (size_t(b) * numRows + row) * kbCap;
       int32_t n = 0;
       for (int64_t kb = 0; kb < kbCap; ++kb)
         if (in[kb])
           dst[n++] = int32_t(kb);
-      counts[b * groups + e] = n;
+      counts[b * numRows + row] = n;
       for (int64_t i = n; i < kbCap; ++i)
         dst[i] = -1;
     }
@@ -202,20 +208,24 @@ void pagedAttention(const ChunkShape &shape, const PagedCache &cache,
                     const float *q, const float *kCache, const float *vCache,
                     const int32_t *table, const int32_t *counts,
                     int64_t execGroupSize, float scale, float *out,
-                    float *lse) {
+                    float *lse, int64_t rowsPerGroup) {
   const int64_t hq = shape.qHeads, d = shape.headDim, c = shape.chunkLen;
-  const int64_t kbCap = shape.blockCapacity, groups = hq / execGroupSize;
+  const int64_t kbCap = shape.blockCapacity;
   const int64_t groupSize = shape.groupSize();
+  const TableRows rows{rowsPerGroup, shape.queryBlocks()};
+  require(rows.valid(), "rows per group is 1 or Qb");
+  const int64_t numRows = hq / execGroupSize * rowsPerGroup;
   std::vector<double> logits, acc(d);
   std::vector<size_t> keyOffsets;
   for (int64_t b = 0; b < shape.batch; ++b) {
     SeqGeometry g = shape.seq(ctxLens, b);
     for (int64_t h = 0; h < hq; ++h) {
       int64_t e = h / execGroupSize, kv = h / groupSize;
-      const int32_t *blocks = table + (size_t(b) * groups + e) * kbCap;
-      int32_t count = counts[b * groups + e];
-      require(count >= 0 && count <= kbCap, "0 <= block count <= Kb");
       for (int64_t t = 0; t < c; ++t) {
+        int64_t row = rows.rowOf(e, t, shape.blockSize);
+        const int32_t *blocks = table + (size_t(b) * numRows + row) * kbCap;
+        int32_t count = counts[b * numRows + row];
+        require(count >= 0 && count <= kbCap, "0 <= block count <= Kb");
         int64_t pos = g.prefixLen() + t;
         const float *qRow = q + ((size_t(b) * c + t) * hq + h) * d;
         logits.clear();
@@ -257,8 +267,10 @@ void pagedAttention(const ChunkShape &shape, const PagedCache &cache,
 }
 
 void fullBlockTable(const ChunkShape &shape, const int32_t *ctxLens,
-                    int64_t execGroupSize, int32_t *table, int32_t *counts) {
-  const int64_t kbCap = shape.blockCapacity, groups = shape.qHeads / execGroupSize;
+                    int64_t execGroupSize, int32_t *table, int32_t *counts,
+                    int64_t rowsPerGroup) {
+  const int64_t kbCap = shape.blockCapacity;
+  const int64_t groups = shape.qHeads / execGroupSize * rowsPerGroup;
   for (int64_t b = 0; b < shape.batch; ++b) {
     int64_t n = shape.seq(ctxLens, b).numBlocks();
     require(n <= kbCap, "ceil(ctx_len / block_size) <= Kb");

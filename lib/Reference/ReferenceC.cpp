@@ -44,22 +44,23 @@ extern "C" void compact_ref_select_blocks(const compact_ref_shape *s, const int3
 
 extern "C" void compact_ref_block_union(const compact_ref_shape *s, const int32_t *ctx_lens,
                                         const uint8_t *mask, int64_t exec_group_size,
-                                        int32_t *table, int32_t *counts) {
-  ref::blockUnion(chunk(s), ctx_lens, mask, exec_group_size, table, counts);
+                                        int64_t rows_per_group, int32_t *table,
+                                        int32_t *counts) {
+  ref::blockUnion(chunk(s), ctx_lens, mask, exec_group_size, table, counts, rows_per_group);
 }
 
 extern "C" void compact_ref_dense_table(const compact_ref_shape *s, const int32_t *ctx_lens,
-                                        int64_t exec_group_size, int32_t *table,
-                                        int32_t *counts) {
-  ref::fullBlockTable(chunk(s), ctx_lens, exec_group_size, table, counts);
+                                        int64_t exec_group_size, int64_t rows_per_group,
+                                        int32_t *table, int32_t *counts) {
+  ref::fullBlockTable(chunk(s), ctx_lens, exec_group_size, table, counts, rows_per_group);
 }
 
 extern "C" void compact_ref_paged_attention(const compact_ref_shape *s, const int32_t *ctx_lens,
                                             const int32_t *page_table, const float *q,
                                             const float *k_cache, const float *v_cache,
                                             const int32_t *table, const int32_t *counts,
-                                            int64_t exec_group_size, float scale, float *out,
-                                            float *lse) {
+                                            int64_t exec_group_size, int64_t rows_per_group,
+                                            float scale, float *out, float *lse) {
   ref::pagedAttention(chunk(s), cache(s), ctx_lens, page_table, q, k_cache, v_cache, table,
-                      counts, exec_group_size, scale, out, lse);
+                      counts, exec_group_size, scale, out, lse, rows_per_group);
 }

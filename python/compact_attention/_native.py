@@ -22,7 +22,7 @@ class Config(ctypes.Structure):
 class Shape(ctypes.Structure):
     _fields_ = [("batch", ctypes.c_int32), ("chunk_len", ctypes.c_int32),
                 ("num_pages", ctypes.c_int32), ("max_pages_per_seq", ctypes.c_int32),
-                ("block_capacity", ctypes.c_int32)]
+                ("block_capacity", ctypes.c_int32), ("per_query_block", ctypes.c_int32)]
 
 
 class Selection(ctypes.Structure):

@@ -14,7 +14,8 @@ from .runtime import CompactError, Runtime, _torch
 class PlanDesc(ctypes.Structure):
     _fields_ = [("config", _native.Config), ("exec_group_size", ctypes.c_int32),
                 ("selection", _native.Selection), ("scale", ctypes.c_float),
-                ("max_batch", ctypes.c_int32), ("block_capacity", ctypes.c_int32)]
+                ("max_batch", ctypes.c_int32), ("block_capacity", ctypes.c_int32),
+                ("per_query_block", ctypes.c_int32), ("max_chunk_len", ctypes.c_int32)]
 
 
 def _prototypes(lib):
@@ -52,23 +53,35 @@ class ChunkedPrefill:
     `pooled` ([B, Hkv, block_capacity, D]) is the per-sequence cache of
     mean-pooled keys that every chunk extends; `max_prefix_len` is the
     longest prefix of the batch (the plan runs dense while selection would
-    keep every block, e.g. on the first chunk)."""
+    keep every block, e.g. on the first chunk).
+
+    `exec_group_size` (s) is how many query heads share a block table (s = G:
+    the paper's group union); `per_query_block=True` keeps one table per
+    execution group and query block instead of the union over the chunk's
+    query blocks (with s = 1: exactly the selected blocks of each head),
+    sized for chunks of up to `max_chunk_len` tokens."""
 
     def __init__(self, runtime, max_batch, block_capacity, exec_group_size=None, alpha=0.06,
-                 sink=2, window=4, scale=None):
+                 sink=2, window=4, scale=None, per_query_block=False, max_chunk_len=None):
         if not isinstance(runtime, Runtime):
             raise ValueError("argument 'runtime': expected a compact_attention.Runtime")
         self.rt = runtime
         self.s = runtime._group(exec_group_size)
         lib = runtime._lib
         _prototypes(lib)
+        if per_query_block and not (max_chunk_len and max_chunk_len > 0):
+            raise ValueError("argument 'max_chunk_len': expected a positive chunk length with "
+                             f"per_query_block=True, got {max_chunk_len}")
         desc = PlanDesc(runtime.config, self.s, Runtime._selection(alpha, sink, window),
-                        runtime._scale(scale), max_batch, block_capacity)
+                        runtime._scale(scale), max_batch, block_capacity, int(per_query_block),
+                        int(max_chunk_len or 0))
         handle = ctypes.c_void_p()
         if lib.compact_rt_plan_create(runtime._handle, ctypes.byref(desc), ctypes.byref(handle)):
             raise CompactError(_native.last_error())
         self._handle, self._lib = handle, lib
         self.max_batch, self.block_capacity = max_batch, block_capacity
+        self.per_query_block = bool(per_query_block)
+        self._last = (0, 1)  # (B, table rows) of the last chunk
 
     def __del__(self):
         if getattr(self, "_handle", None):
@@ -96,23 +109,28 @@ class ChunkedPrefill:
                  rt._check(out, "out", rt.dtype, rows)]
         args.append(None if lse is None else
                     rt._check(lse, "lse", torch.float32, (B, rt.q_heads, C), 4))
-        shape = _native.Shape(B, C, k_cache.shape[0], page_table.shape[1], self.block_capacity)
+        shape = _native.Shape(B, C, k_cache.shape[0], page_table.shape[1], self.block_capacity,
+                              int(self.per_query_block))
         status = self._lib.compact_rt_prefill_chunk(self._handle, ctypes.byref(shape),
                                                     int(max_prefix_len), *args, rt._stream())
         if status:
             raise CompactError(_native.last_error())
+        E = rt.q_heads // self.s
+        self._last = (B, E * (-(-C // rt.block_size) if self.per_query_block else 1))
         return out
 
-    def tables(self, batch):
-        """The last chunk's tables and counts (views of the plan's memory)."""
+    def tables(self, batch=None):
+        """The last chunk's tables and counts ([B, rows, Kb], [B, rows]: views
+        of the plan's memory)."""
         torch = _torch()
-        E = self.rt.q_heads // self.s
+        B, rows = self._last
+        B = B if batch is None else batch
         table = torch.as_tensor(_DeviceArray(self._lib.compact_rt_plan_table(self._handle),
-                                             (self.max_batch, E, self.block_capacity), "<i4"),
+                                             (B, rows, self.block_capacity), "<i4"),
                                 device=self.rt.device)
         counts = torch.as_tensor(_DeviceArray(self._lib.compact_rt_plan_counts(self._handle),
-                                              (self.max_batch, E), "<i4"), device=self.rt.device)
-        return table[:batch], counts[:batch]
+                                              (B, rows), "<i4"), device=self.rt.device)
+        return table, counts
 
 
 # -- torch.library ----------------------------------------------------------

@@ -110,12 +110,14 @@ class Runtime:
             return (num_pages, self.page_size, self.kv_heads, self.head_dim)
         return (num_pages, self.kv_heads, self.page_size, self.head_dim)
 
-    def _shape(self, batch, chunk_len, num_pages=1, max_pages=None, capacity=None):
+    def _shape(self, batch, chunk_len, num_pages=1, max_pages=None, capacity=None,
+               per_query_block=False):
         if max_pages is None:
             max_pages = -(-chunk_len // self.page_size)
         if capacity is None:
             capacity = -(-chunk_len // self.block_size)
-        return _native.Shape(batch, chunk_len, num_pages, max_pages, capacity)
+        return _native.Shape(batch, chunk_len, num_pages, max_pages, capacity,
+                             int(per_query_block))
 
     def _call(self, fn, *args):
         status = getattr(self._lib, fn)(self._handle, ctypes.byref(self.config), *args)
@@ -203,11 +205,20 @@ class Runtime:
         self._call("compact_rt_select_blocks", ctypes.byref(shape), s, lens, ctypes.byref(sel), m,
                    self._stream())
 
-    def _tables(self, table, counts, B, s):
+    def _tables(self, table, counts, B, s, chunk_len):
+        """Checks the tables; returns their pointers and whether they hold one
+        table per query block (E * Qb rows) rather than one per execution
+        group (E = Hq / s rows)."""
         torch = _torch()
-        t = self._check(table, "table", torch.int32, (B, self.q_heads // s, None), 4)
-        c = self._check(counts, "counts", torch.int32, (B, self.q_heads // s), 4)
-        return t, c
+        E, qb = self.q_heads // s, -(-chunk_len // self.block_size)
+        rows = table.shape[1] if isinstance(table, torch.Tensor) and table.dim() == 3 else E
+        if rows not in (E, E * qb):
+            raise ValueError(f"argument 'table': expected {E} rows per sequence (Hq / s = "
+                             f"{self.q_heads} / {s}) or {E * qb} (one table per query block, "
+                             f"{E} * {qb}), got {rows}")
+        t = self._check(table, "table", torch.int32, (B, rows, None), 4)
+        c = self._check(counts, "counts", torch.int32, (B, rows), 4)
+        return t, c, rows != E
 
     def block_union(self, mask, ctx_lens, chunk_len, table, counts, exec_group_size=None):
         torch = _torch()
@@ -215,11 +226,11 @@ class Runtime:
         B, qb, kb = mask.shape[0], mask.shape[2], mask.shape[3]
         m = self._check(mask, "mask", torch.int8, (B, self.q_heads, qb, kb), 1)
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
-        t, c = self._tables(table, counts, B, s)
+        t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
         if table.shape[2] != kb:
             raise ValueError(f"argument 'table': expected {kb} blocks per row like 'mask', "
                              f"got {table.shape[2]}")
-        shape = self._shape(B, chunk_len, capacity=kb)
+        shape = self._shape(B, chunk_len, capacity=kb, per_query_block=per_qb)
         self._call("compact_rt_block_union", ctypes.byref(shape), s, m, lens, t, c, self._stream())
 
     def select_union(self, scores, ctx_lens, chunk_len, table, counts, alpha, sink=0, window=0,
@@ -229,9 +240,9 @@ class Runtime:
         B, qb, kb = scores.shape[0], scores.shape[2], scores.shape[3]
         sc = self._check(scores, "scores", torch.float32, (B, self.q_heads, qb, kb), 4)
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
-        t, c = self._tables(table, counts, B, s)
+        t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
         sel = self._selection(alpha, sink, window)
-        shape = self._shape(B, chunk_len, capacity=kb)
+        shape = self._shape(B, chunk_len, capacity=kb, per_query_block=per_qb)
         self._call("compact_rt_select_union", ctypes.byref(shape), s, sc, lens, ctypes.byref(sel),
                    t, c, self._stream())
 
@@ -243,9 +254,9 @@ class Runtime:
         qp = self._check(q, "q", self.dtype, (B, C, self.q_heads, self.head_dim))
         p = self._check(pooled, "pooled", self.dtype, (B, self.kv_heads, None, self.head_dim))
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
-        t, c = self._tables(table, counts, B, s)
+        t, c, per_qb = self._tables(table, counts, B, s, C)
         sel = self._selection(alpha, sink, window)
-        shape = self._shape(B, C, capacity=table.shape[2])
+        shape = self._shape(B, C, capacity=table.shape[2], per_query_block=per_qb)
         self._call("compact_rt_score_select_union", ctypes.byref(shape), s, qp, p, lens,
                    self._scale(scale), ctypes.byref(sel), t, c, self._stream())
 
@@ -254,8 +265,8 @@ class Runtime:
         s = self._group(exec_group_size)
         B = ctx_lens.shape[0]
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
-        t, c = self._tables(table, counts, B, s)
-        shape = self._shape(B, chunk_len, capacity=table.shape[2])
+        t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
+        shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
         self._call("compact_rt_dense_table", ctypes.byref(shape), s, lens, t, c, self._stream())
 
     def paged_attention(self, q, k_cache, v_cache, page_table, ctx_lens, table, counts, out,
@@ -269,12 +280,13 @@ class Runtime:
         kc = self._check(k_cache, "k_cache", self.dtype, cache)
         vc = self._check(v_cache, "v_cache", self.dtype, cache)
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
-        t, c = self._tables(table, counts, B, s)
+        t, c, per_qb = self._tables(table, counts, B, s, C)
         o = self._check(out, "out", self.dtype, rows)
         lp = None
         if lse is not None:
             lp = self._check(lse, "lse", torch.float32, (B, self.q_heads, C), 4)
-        shape = self._shape(B, C, k_cache.shape[0], page_table.shape[1], table.shape[2])
+        shape = self._shape(B, C, k_cache.shape[0], page_table.shape[1], table.shape[2],
+                            per_query_block=per_qb)
         self._call("compact_rt_paged_attention", ctypes.byref(shape), s, qp, kc, vc, pages, lens,
                    t, c, self._scale(scale), o, lp, self._stream())
 

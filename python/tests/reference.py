@@ -71,24 +71,33 @@ def select_blocks(case, scores, alpha, sink, window):
     return mask
 
 
-def block_union(case, mask, s):
+def rows_per_group(case, per_query_block):
+    """Table rows per execution group: 1, or Qb (one table per query block)."""
+    return -(-case["C"] // case["bs"]) if per_query_block else 1
+
+
+def block_union(case, mask, s, per_query_block=False):
     a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]
-    table = torch.zeros((B, Hq // s, Kb), dtype=torch.int32)
-    counts = torch.zeros((B, Hq // s), dtype=torch.int32)
+    T = rows_per_group(case, per_query_block)
+    table = torch.zeros((B, Hq // s * T, Kb), dtype=torch.int32)
+    counts = torch.zeros((B, Hq // s * T), dtype=torch.int32)
     m = mask.detach().to("cpu").to(torch.uint8).contiguous()
     _lib.compact_ref_block_union(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
-                                 a.ptr(m), ctypes.c_int64(s), a.ptr(table), a.ptr(counts))
+                                 a.ptr(m), ctypes.c_int64(s), ctypes.c_int64(T), a.ptr(table),
+                                 a.ptr(counts))
     return table, counts
 
 
-def dense_table(case, s):
+def dense_table(case, s, per_query_block=False):
     a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]
-    table = torch.zeros((B, Hq // s, Kb), dtype=torch.int32)
-    counts = torch.zeros((B, Hq // s), dtype=torch.int32)
+    T = rows_per_group(case, per_query_block)
+    table = torch.zeros((B, Hq // s * T, Kb), dtype=torch.int32)
+    counts = torch.zeros((B, Hq // s * T), dtype=torch.int32)
     _lib.compact_ref_dense_table(ctypes.byref(shape_of(case)), a.ptr(cpu_i32(case["lens"])),
-                                 ctypes.c_int64(s), a.ptr(table), a.ptr(counts))
+                                 ctypes.c_int64(s), ctypes.c_int64(T), a.ptr(table),
+                                 a.ptr(counts))
     return table, counts
 
 

@@ -56,6 +56,10 @@ typedef struct {
   int32_t num_pages;         /* pages in the K / V cache pool */
   int32_t max_pages_per_seq; /* page_table row length */
   int32_t block_capacity;    /* Kb: KV blocks per row of pooled / scores / mask / table */
+  int32_t per_query_block;   /* block tables: 0, one per execution group ([B, Hq / s, Kb], the
+                                union over the chunk's query blocks); 1, one per execution
+                                group and query block ([B, Hq / s * Qb, Kb], row e * Qb + qb;
+                                with s = 1 exactly the selected blocks of each head) */
 } compact_rt_shape;
 
 /* FlashPrefill selection: keep score >= rowmax + ln(alpha), the `sink` first
@@ -174,6 +178,9 @@ typedef struct {
   float scale;                    /* <= 0: 1 / sqrt(head_dim) */
   int32_t max_batch;              /* sizes the plan's workspace (tables, counts) */
   int32_t block_capacity;         /* Kb of pooled keys and tables */
+  int32_t per_query_block;        /* 1: one table per execution group and query block (see
+                                     compact_rt_shape); needs max_chunk_len */
+  int32_t max_chunk_len;          /* with per_query_block: the longest chunk (sizes the tables) */
 } compact_rt_plan_desc;
 
 typedef struct compact_rt_plan compact_rt_plan;
@@ -205,8 +212,9 @@ compact_rt_status compact_rt_prefill_chunk(compact_rt_plan *plan, const compact_
                                            const int32_t *ctx_lens, void *pooled, void *out,
                                            float *lse, void *stream);
 
-/* The plan's last tables and counts ([max_batch, Hq / s, Kb], [max_batch,
- * Hq / s] int32, device memory owned by the plan): for statistics. */
+/* The plan's last tables and counts ([B, R, Kb], [B, R] int32 for the last
+ * chunk's B, R = Hq / s, times Qb with per_query_block; device memory owned by
+ * the plan): for statistics. */
 const int32_t *compact_rt_plan_table(const compact_rt_plan *plan);
 const int32_t *compact_rt_plan_counts(const compact_rt_plan *plan);
 

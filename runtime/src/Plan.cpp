@@ -50,6 +50,22 @@ extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
     return planError(COMPACT_RT_INVALID_ARGUMENT,
                      "compact_rt_plan_create: desc->max_batch and desc->block_capacity must be "
                      "positive");
+  if (desc->per_query_block != 0 && desc->per_query_block != 1)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->per_query_block must be 0 or 1, got " +
+                         std::to_string(desc->per_query_block));
+  if (desc->per_query_block && desc->max_chunk_len <= 0)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->max_chunk_len must be positive with "
+                     "desc->per_query_block (it sizes the tables), got " +
+                         std::to_string(desc->max_chunk_len));
+  if (desc->per_query_block && (int64_t(c.block_size) * desc->exec_group_size) % 128 != 0)
+    return planError(COMPACT_RT_UNSUPPORTED,
+                     "compact_rt_plan_create: desc->per_query_block needs config.block_size * "
+                     "exec_group_size (" +
+                         std::to_string(c.block_size) + " * " +
+                         std::to_string(desc->exec_group_size) +
+                         ") to be a multiple of 128, the attention kernel's row tile");
   if (!(desc->selection.alpha > 0.0f && desc->selection.alpha <= 1.0f) ||
       desc->selection.sink < 0 || desc->selection.window < 0)
     return planError(COMPACT_RT_INVALID_ARGUMENT,
@@ -60,7 +76,9 @@ extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
                      "compact_rt_plan_create: the kernel library has no kernels for this "
                      "configuration and exec_group_size (see compact-codegen --config)");
   auto plan = new compact_rt_plan{ctx, *desc};
-  size_t groups = size_t(desc->max_batch) * (c.q_heads / desc->exec_group_size);
+  size_t rowsPerGroup =
+      desc->per_query_block ? size_t(ceilDiv(desc->max_chunk_len, c.block_size)) : 1;
+  size_t groups = size_t(desc->max_batch) * (c.q_heads / desc->exec_group_size) * rowsPerGroup;
   plan->table = allocate(ctx, groups * desc->block_capacity * 4, "the plan's tables");
   plan->counts = plan->table ? allocate(ctx, groups * 4, "the plan's counts") : 0;
   if (!plan->table || !plan->counts) {
@@ -111,6 +129,15 @@ extern "C" compact_rt_status compact_rt_prefill_chunk(
   if (max_prefix_len < 0)
     return planError(COMPACT_RT_INVALID_ARGUMENT,
                      "compact_rt_prefill_chunk: argument 'max_prefix_len' must be non-negative");
+  if (d.per_query_block && shape->chunk_len > d.max_chunk_len)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_prefill_chunk: shape->chunk_len (" +
+                         std::to_string(shape->chunk_len) + ") exceeds the plan's max_chunk_len (" +
+                         std::to_string(d.max_chunk_len) + ")");
+  // The plan's table layout, whatever the caller's shape says.
+  compact_rt_shape planShape = *shape;
+  planShape.per_query_block = d.per_query_block;
+  shape = &planShape;
   compact_rt_context *ctx = plan->ctx;
   const compact_rt_config *c = &d.config;
   const int32_t s = d.exec_group_size;
@@ -136,7 +163,6 @@ extern "C" compact_rt_status compact_rt_prefill_chunk(
                                            &d.selection, table, counts, stream);
   if (status != COMPACT_RT_OK)
     return status;
-  (void)ceilDiv;
   return compact_rt_paged_attention(ctx, c, shape, s, q, k_cache, v_cache, page_table, ctx_lens,
                                     table, counts, d.scale, out, lse, stream);
 }

@@ -147,6 +147,11 @@ public:
     positive(s.block_capacity, "block_capacity");
     if (failed())
       return;
+    if (s.per_query_block != 0 && s.per_query_block != 1)
+      return error(COMPACT_RT_INVALID_ARGUMENT,
+                   "shape->per_query_block must be 0 (one table per execution group) or 1 (one "
+                   "per execution group and query block), got " +
+                       std::to_string(s.per_query_block));
     if (int64_t(s.block_capacity) * c.block_size <
         int64_t(s.chunk_len))
       return error(COMPACT_RT_INVALID_ARGUMENT,
@@ -361,8 +366,12 @@ public:
   std::vector<int64_t> lens() const { return {B()}; }
   std::vector<int64_t> pooled() const { return {B(), config->kv_heads, Kb(), config->head_dim}; }
   std::vector<int64_t> rows() const { return {B(), config->q_heads, Qb(), Kb()}; }
-  std::vector<int64_t> table(int64_t s) const { return {B(), config->q_heads / s, Kb()}; }
-  std::vector<int64_t> counts(int64_t s) const { return {B(), config->q_heads / s}; }
+  /// Table rows: E = Hq / s, times Qb with one table per query block.
+  int64_t tableRows(int64_t s) const {
+    return config->q_heads / s * (shape->per_query_block ? Qb() : 1);
+  }
+  std::vector<int64_t> table(int64_t s) const { return {B(), tableRows(s), Kb()}; }
+  std::vector<int64_t> counts(int64_t s) const { return {B(), tableRows(s)}; }
 
   float effectiveScale(float s) const {
     return s > 0.0f ? s : 1.0f / std::sqrt(float(config->head_dim));
@@ -676,7 +685,7 @@ extern "C" compact_rt_status compact_rt_block_union(compact_rt_context *ctx,
                {"table", {table, call.table(exec_group_size)}},
                {"counts", {counts, call.counts(exec_group_size)}}};
   b.indices["chunk_len"] = call.C();
-  call.launch(k, {config->q_heads / exec_group_size, call.B(), 1}, b, stream);
+  call.launch(k, {call.tableRows(exec_group_size), call.B(), 1}, b, stream);
   return call.status;
 }
 
@@ -689,10 +698,10 @@ compact_rt_status fusedUnion(Call &call, const char *op, int32_t s, Bindings &b,
   const KernelInfo *table = call.kernel(op, "table", s);
   if (call.failed())
     return call.status;
-  int64_t groups = call.config->q_heads / s;
-  call.launch(clear, {groups, call.B(), 1}, b, stream);
+  int64_t rows = call.tableRows(s);
+  call.launch(clear, {rows, call.B(), 1}, b, stream);
   call.launch(select, selectGrid, b, stream);
-  call.launch(table, {groups, call.B(), 1}, b, stream);
+  call.launch(table, {rows, call.B(), 1}, b, stream);
   return call.status;
 }
 } // namespace
@@ -772,7 +781,7 @@ extern "C" compact_rt_status compact_rt_dense_table(compact_rt_context *ctx,
   b.buffers = {{"ctx_lens", {ctx_lens, call.lens()}},
                {"table", {table, call.table(exec_group_size)}},
                {"counts", {counts, call.counts(exec_group_size)}}};
-  call.launch(k, {config->q_heads / exec_group_size, call.B(), 1}, b, stream);
+  call.launch(k, {call.tableRows(exec_group_size), call.B(), 1}, b, stream);
   return call.status;
 }
 
@@ -796,6 +805,15 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   call.scale(scale);
   if (!call.failed() && (out == q || out == k_cache || out == v_cache))
     call.error(COMPACT_RT_INVALID_ARGUMENT, "argument 'out' must not alias 'q' or the cache");
+  // A row tile of the kernel (128 packed rows = 128 / s tokens) must lie in
+  // one query block to read one table row.
+  if (!call.failed() && shape->per_query_block &&
+      (int64_t(config->block_size) * exec_group_size) % 128 != 0)
+    call.error(COMPACT_RT_UNSUPPORTED,
+               "shape->per_query_block needs config->block_size * exec_group_size (" +
+                   std::to_string(config->block_size) + " * " +
+                   std::to_string(exec_group_size) +
+                   ") to be a multiple of 128, the attention kernel's row tile");
   const KernelInfo *k = call.kernel(ctx->attentionOp.c_str(), "attention", exec_group_size);
   if (call.failed())
     return call.status;

@@ -60,19 +60,22 @@ TEST_P(CpuDifferential, MatchesReference) {
   config.selection.sink = int64_t(rng() % 3);
   config.selection.window = int64_t(rng() % 3);
   config.rowTile = 1 + int64_t(rng() % 20);
+  // One table per execution group, or one per group and query block.
+  const int64_t rowsPerGroup = rng() % 2 ? p.shape.queryBlocks() : 1;
   SCOPED_TRACE(::testing::Message()
                << "B " << p.shape.batch << " C " << p.shape.chunkLen << " Hq "
                << p.shape.qHeads << " Hkv " << p.shape.kvHeads << " D " << p.shape.headDim
                << " PS " << p.cache.pageSize << " bs " << p.shape.blockSize << " s "
                << config.execGroupSize << " Kb " << p.shape.blockCapacity << " layout "
-               << int(p.cache.layout) << " row tile " << config.rowTile);
+               << int(p.cache.layout) << " row tile " << config.rowTile << " table rows per group "
+               << rowsPerGroup);
   auto compiled = CpuProgram::compile(config);
   ASSERT_TRUE(bool(compiled)) << llvm::toString(compiled.takeError());
   CpuProgram &program = **compiled;
 
   const int64_t B = p.shape.batch, C = p.shape.chunkLen, hq = p.shape.qHeads;
   const int64_t hkv = p.shape.kvHeads, d = p.shape.headDim, cap = p.shape.blockCapacity;
-  const int64_t qbs = p.shape.queryBlocks(), E = config.groups();
+  const int64_t qbs = p.shape.queryBlocks(), E = config.groups() * rowsPerGroup;
   std::vector<int64_t> cacheShape =
       p.cache.layout == ref::KVLayout::NHD
           ? std::vector<int64_t>{p.cache.numPages, p.cache.pageSize, hkv, d}
@@ -129,7 +132,7 @@ TEST_P(CpuDifferential, MatchesReference) {
                     refMask.data());
   std::vector<int32_t> refTable(table.size()), refCounts(counts.size());
   ref::blockUnion(p.shape, p.ctxLens.data(), refMask.data(), config.execGroupSize,
-                  refTable.data(), refCounts.data());
+                  refTable.data(), refCounts.data(), rowsPerGroup);
   EXPECT_TRUE(sameBits(scores.data, refScores)) << "block scores";
   EXPECT_TRUE(std::equal(mask.data.begin(), mask.data.end(), refMask.begin(),
                          [](int8_t a, uint8_t b) { return uint8_t(a) == b; }))
@@ -155,7 +158,7 @@ TEST_P(CpuDifferential, MatchesReference) {
   ref::selectBlocks(p.shape, p.ctxLens.data(), gate.data.data(), config.selection,
                     gateMask.data());
   ref::blockUnion(p.shape, p.ctxLens.data(), gateMask.data(), config.execGroupSize,
-                  refTable.data(), refCounts.data());
+                  refTable.data(), refCounts.data(), rowsPerGroup);
   EXPECT_EQ(gateTable.data, refTable) << "external scores";
   EXPECT_EQ(gateCounts.data, refCounts) << "external scores";
 
@@ -168,7 +171,7 @@ TEST_P(CpuDifferential, MatchesReference) {
     Tensor<int32_t> maskTable({B, E, cap}, 7777), maskCounts({B, E}, 7777);
     ASSERT_FALSE(bool(program.unionOfMask(userMask, lens, C, maskTable, maskCounts)));
     ref::blockUnion(p.shape, p.ctxLens.data(), asBytes.data(), config.execGroupSize,
-                    refTable.data(), refCounts.data());
+                    refTable.data(), refCounts.data(), rowsPerGroup);
     EXPECT_EQ(maskTable.data, refTable) << "mask density " << density;
     EXPECT_EQ(maskCounts.data, refCounts) << "mask density " << density;
   }
@@ -194,7 +197,7 @@ TEST_P(CpuDifferential, MatchesReference) {
     ref::pagedAttention(p.shape, p.cache, p.ctxLens.data(), p.pageTable.data(), p.q.data(),
                         p.kCache.data(), p.vCache.data(), attnTable.data.data(),
                         attnCounts.data.data(), config.execGroupSize, scale, refOut.data(),
-                        refLse.data());
+                        refLse.data(), rowsPerGroup);
     for (float x : out.data)
       ASSERT_FALSE(std::isnan(x)) << "NaN or unwritten output, variant " << variant;
     EXPECT_LE(ref::relativeError(out.data.data(), refOut.data(), out.size()), 1e-5)

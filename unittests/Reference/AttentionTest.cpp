@@ -101,10 +101,12 @@ double directRow(const RandomChunk &p, const ContiguousKV &kv, int64_t b,
   return m + std::log(sum);
 }
 
-/// Random (sorted, distinct) tables with random counts, including empty ones.
+/// Random (sorted, distinct) tables with random counts, including empty ones;
+/// `rowsPerGroup` rows per execution group.
 void randomTables(const RandomChunk &p, int64_t s, std::mt19937_64 &rng,
-                  std::vector<int32_t> &table, std::vector<int32_t> &counts) {
-  int64_t groups = p.shape.qHeads / s, cap = p.shape.blockCapacity;
+                  std::vector<int32_t> &table, std::vector<int32_t> &counts,
+                  int64_t rowsPerGroup = 1) {
+  int64_t groups = p.shape.qHeads / s * rowsPerGroup, cap = p.shape.blockCapacity;
   table.assign(size_t(p.shape.batch) * groups * cap, -1);
   counts.assign(size_t(p.shape.batch) * groups, 0);
   for (int64_t b = 0; b < p.shape.batch; ++b)
@@ -123,24 +125,27 @@ TEST(PagedAttention, MatchesDirectMaskedSoftmax) {
   for (int iter = 0; iter < 120; ++iter) {
     RandomChunk p(rng, 400);
     ContiguousKV kv = fillCache(p, rng);
-    int64_t s = p.randomExecGroup(rng), groups = p.shape.qHeads / s;
+    int64_t s = p.randomExecGroup(rng);
+    // One table per group, or one per group and query block.
+    const TableRows layout{rng() % 2 ? p.shape.queryBlocks() : 1, p.shape.queryBlocks()};
+    const int64_t rows = p.shape.qHeads / s * layout.perGroup;
     std::vector<int32_t> table, counts;
-    randomTables(p, s, rng, table, counts);
+    randomTables(p, s, rng, table, counts, layout.perGroup);
     float scale = 0.3f + float(rng() % 100) / 100.0f;
     size_t outSize = p.q.size();
     std::vector<float> out(outSize, std::nanf("")),
         lse(size_t(p.shape.batch) * p.shape.qHeads * p.shape.chunkLen, std::nanf(""));
     ref::pagedAttention(p.shape, p.cache, p.ctxLens.data(), p.pageTable.data(),
                         p.q.data(), p.kCache.data(), p.vCache.data(), table.data(),
-                        counts.data(), s, scale, out.data(), lse.data());
+                        counts.data(), s, scale, out.data(), lse.data(), layout.perGroup);
     std::vector<float> expect(outSize);
     const int64_t d = p.shape.headDim, cap = p.shape.blockCapacity;
     for (int64_t b = 0; b < p.shape.batch; ++b)
-      for (int64_t h = 0; h < p.shape.qHeads; ++h) {
-        size_t row = (size_t(b) * groups + h / s) * cap;
-        std::set<int64_t> blocks(table.begin() + row, table.begin() + row + counts[b * groups + h / s]);
-        auto allowed = [&](int64_t j) { return blocks.count(j / p.shape.blockSize) > 0; };
+      for (int64_t h = 0; h < p.shape.qHeads; ++h)
         for (int64_t t = 0; t < p.shape.chunkLen; ++t) {
+          size_t r = size_t(b) * rows + layout.rowOf(h / s, t, p.shape.blockSize);
+          std::set<int64_t> blocks(table.begin() + r * cap, table.begin() + r * cap + counts[r]);
+          auto allowed = [&](int64_t j) { return blocks.count(j / p.shape.blockSize) > 0; };
           double l = directRow(p, kv, b, t, h, scale, allowed,
                                expect.data() + ((size_t(b) * p.shape.chunkLen + t) * p.shape.qHeads + h) * d);
           float got = lse[(size_t(b) * p.shape.qHeads + h) * p.shape.chunkLen + t];
@@ -149,7 +154,6 @@ TEST(PagedAttention, MatchesDirectMaskedSoftmax) {
           else
             ASSERT_NEAR(got, l, 1e-4 * std::max(1.0, std::abs(l)));
         }
-      }
     for (float x : out)
       ASSERT_FALSE(std::isnan(x)) << "unwritten or NaN output";
     EXPECT_LT(ref::relativeError(out.data(), expect.data(), outSize), 1e-6)

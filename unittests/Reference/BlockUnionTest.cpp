@@ -21,14 +21,15 @@ struct Tables {
   std::vector<int32_t> table, counts;
 };
 
+/// Tables of `rowsPerGroup` rows per execution group (1, or Qb).
 Tables runUnion(const RandomChunk &p, const std::vector<uint8_t> &mask,
-                int64_t s) {
+                int64_t s, int64_t rowsPerGroup = 1) {
   Tables t;
-  int64_t groups = p.shape.qHeads / s;
-  t.table.assign(size_t(p.shape.batch) * groups * p.shape.blockCapacity, 7777);
-  t.counts.assign(size_t(p.shape.batch) * groups, 7777);
+  int64_t rows = p.shape.qHeads / s * rowsPerGroup;
+  t.table.assign(size_t(p.shape.batch) * rows * p.shape.blockCapacity, 7777);
+  t.counts.assign(size_t(p.shape.batch) * rows, 7777);
   ref::blockUnion(p.shape, p.ctxLens.data(), mask.data(), s, t.table.data(),
-                  t.counts.data());
+                  t.counts.data(), rowsPerGroup);
   return t;
 }
 
@@ -42,15 +43,15 @@ std::vector<uint8_t> randomMask(const RandomChunk &p, std::mt19937_64 &rng,
 }
 
 /// The blocks of group `e` of sequence `b` that some causally valid
-/// (head, query block) pair of the mask selected.
+/// (head, query block in [qbBegin, qbEnd)) pair of the mask selected.
 std::set<int64_t> selectedBlocks(const RandomChunk &p,
                                  const std::vector<uint8_t> &mask, int64_t b,
-                                 int64_t e, int64_t s) {
+                                 int64_t e, int64_t s, int64_t qbBegin, int64_t qbEnd) {
   std::set<int64_t> out;
   SeqGeometry g = p.seq(b);
   int64_t qbs = p.shape.queryBlocks(), cap = p.shape.blockCapacity;
   for (int64_t h = e * s; h < (e + 1) * s; ++h)
-    for (int64_t qb = 0; qb < qbs; ++qb)
+    for (int64_t qb = qbBegin; qb < qbEnd; ++qb)
       for (int64_t kb = 0; kb < cap; ++kb)
         if (g.causallyValid(qb, kb) &&
             mask[((size_t(b) * p.shape.qHeads + h) * qbs + qb) * cap + kb])
@@ -59,13 +60,16 @@ std::set<int64_t> selectedBlocks(const RandomChunk &p,
 }
 
 void checkTables(const RandomChunk &p, const std::vector<uint8_t> &mask,
-                 int64_t s, const Tables &t) {
-  int64_t groups = p.shape.qHeads / s, cap = p.shape.blockCapacity;
+                 int64_t s, const Tables &t, int64_t rowsPerGroup = 1) {
+  const TableRows layout{rowsPerGroup, p.shape.queryBlocks()};
+  int64_t rows = p.shape.qHeads / s * rowsPerGroup, cap = p.shape.blockCapacity;
   for (int64_t b = 0; b < p.shape.batch; ++b) {
     SeqGeometry g = p.seq(b);
-    for (int64_t e = 0; e < groups; ++e) {
-      const int32_t *row = t.table.data() + (size_t(b) * groups + e) * cap;
-      int32_t count = t.counts[b * groups + e];
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t e = layout.group(r);
+      const int64_t qbBegin = layout.firstQueryBlock(r), qbEnd = layout.endQueryBlock(r);
+      const int32_t *row = t.table.data() + (size_t(b) * rows + r) * cap;
+      int32_t count = t.counts[b * rows + r];
       ASSERT_GE(count, 0);
       ASSERT_LE(count, cap);
       std::set<int64_t> inTable;
@@ -78,13 +82,15 @@ void checkTables(const RandomChunk &p, const std::vector<uint8_t> &mask,
       }
       for (int64_t i = count; i < cap; ++i)
         ASSERT_EQ(row[i], -1) << "padding";
-      std::set<int64_t> selected = selectedBlocks(p, mask, b, e, s);
+      std::set<int64_t> selected = selectedBlocks(p, mask, b, e, s, qbBegin, qbEnd);
       for (int64_t kb : selected)
         ASSERT_TRUE(inTable.count(kb)) << "coverage: selected block " << kb;
-      for (int64_t kb = g.firstChunkBlock(); kb < g.numBlocks(); ++kb)
+      // The chunk's own blocks that the row's queries see.
+      const int64_t chunkEnd = g.lastVisibleBlock(qbEnd - 1) + 1;
+      for (int64_t kb = g.firstChunkBlock(); kb < chunkEnd; ++kb)
         ASSERT_TRUE(inTable.count(kb)) << "the chunk's own block " << kb;
       for (int64_t kb : inTable)
-        ASSERT_TRUE(selected.count(kb) || kb >= g.firstChunkBlock())
+        ASSERT_TRUE(selected.count(kb) || (kb >= g.firstChunkBlock() && kb < chunkEnd))
             << "minimality: block " << kb << " was selected by nobody";
     }
   }
@@ -181,6 +187,70 @@ TEST(BlockUnion, GroupTableIsUnionOfSubGroupTables) {
                                   whole.table.begin() + row + whole.counts[b * p.shape.kvHeads + kv]);
         EXPECT_EQ(grouped, fromHeads);
       }
+  }
+}
+
+TEST(BlockUnion, PerQueryBlockTablesOnRandomShapes) {
+  std::mt19937_64 rng(6);
+  for (int iter = 0; iter < 300; ++iter) {
+    RandomChunk p(rng);
+    double density = std::initializer_list<double>{0.0, 0.05, 0.3, 1.0}.begin()[rng() % 4];
+    std::vector<uint8_t> mask = randomMask(p, rng, density);
+    int64_t s = p.randomExecGroup(rng), qbs = p.shape.queryBlocks();
+    SCOPED_TRACE(::testing::Message() << "iter " << iter << " s " << s << " Qb " << qbs);
+    checkTables(p, mask, s, runUnion(p, mask, s, qbs), qbs);
+  }
+}
+
+TEST(BlockUnion, QueryBlockRowsUnionToTheGroupRow) {
+  // The union over query blocks, taken afterwards: the group's table is the
+  // set union of its per-query-block tables.
+  std::mt19937_64 rng(7);
+  for (int iter = 0; iter < 100; ++iter) {
+    RandomChunk p(rng);
+    std::vector<uint8_t> mask = randomMask(p, rng, 0.1);
+    int64_t s = p.randomExecGroup(rng), qbs = p.shape.queryBlocks();
+    int64_t groups = p.shape.qHeads / s, cap = p.shape.blockCapacity;
+    Tables whole = runUnion(p, mask, s), perBlock = runUnion(p, mask, s, qbs);
+    for (int64_t b = 0; b < p.shape.batch; ++b)
+      for (int64_t e = 0; e < groups; ++e) {
+        std::set<int32_t> fromBlocks;
+        for (int64_t qb = 0; qb < qbs; ++qb) {
+          size_t r = size_t(b) * groups * qbs + e * qbs + qb;
+          fromBlocks.insert(perBlock.table.begin() + r * cap,
+                            perBlock.table.begin() + r * cap + perBlock.counts[r]);
+        }
+        size_t r = size_t(b) * groups + e;
+        std::set<int32_t> grouped(whole.table.begin() + r * cap,
+                                  whole.table.begin() + r * cap + whole.counts[r]);
+        EXPECT_EQ(grouped, fromBlocks);
+      }
+  }
+}
+
+TEST(BlockUnion, PerHeadQueryBlockRowIsTheMaskRow) {
+  // s = 1, one table per query block: the row is the mask row itself (its
+  // causally valid part) plus the chunk blocks the query block sees.
+  std::mt19937_64 rng(8);
+  for (int iter = 0; iter < 100; ++iter) {
+    RandomChunk p(rng);
+    std::vector<uint8_t> mask = randomMask(p, rng, 0.2);
+    int64_t qbs = p.shape.queryBlocks(), cap = p.shape.blockCapacity, hq = p.shape.qHeads;
+    Tables t = runUnion(p, mask, 1, qbs);
+    for (int64_t b = 0; b < p.shape.batch; ++b) {
+      SeqGeometry g = p.seq(b);
+      for (int64_t h = 0; h < hq; ++h)
+        for (int64_t qb = 0; qb < qbs; ++qb) {
+          size_t r = (size_t(b) * hq + h) * qbs + qb;
+          std::vector<int32_t> expect;
+          for (int64_t kb = 0; kb <= g.lastVisibleBlock(qb); ++kb)
+            if (mask[r * cap + kb] || kb >= g.firstChunkBlock())
+              expect.push_back(int32_t(kb));
+          std::vector<int32_t> got(t.table.begin() + r * cap,
+                                   t.table.begin() + r * cap + t.counts[r]);
+          EXPECT_EQ(got, expect) << "b " << b << " h " << h << " qb " << qb;
+        }
+    }
   }
 }
 

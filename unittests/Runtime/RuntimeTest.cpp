@@ -31,7 +31,7 @@ protected:
   compact_rt_context *ctx = nullptr;
   compact_rt_config config{16, 4, 128, 64, 128, COMPACT_RT_BF16, COMPACT_RT_NHD};
   // B 8, C 1024, 8192 pages, 2048 pages per sequence (128K), Kb 1024.
-  compact_rt_shape shape{8, 1024, 8192, 2048, 1024};
+  compact_rt_shape shape{8, 1024, 8192, 2048, 1024, 0};
   compact_rt_selection selection{0.06f, 2, 4};
 };
 
@@ -85,6 +85,47 @@ TEST_F(DryRun, FusedSelectionIsClearThresholdTable) {
   EXPECT_LT(select, table);
   // The row of scores of 1024 blocks lives in shared memory.
   EXPECT_NE(l.find("shared=" + std::to_string(99328 + 4 * 1024)), std::string::npos) << l;
+}
+
+TEST_F(DryRun, PerQueryBlockTablesHaveARowPerGroupAndQueryBlock) {
+  // C = 1024, bs = 128: Qb = 8 table rows per execution group.
+  compact_rt_shape perBlock = shape;
+  perBlock.per_query_block = 1;
+  ASSERT_EQ(compact_rt_score_select_union(ctx, &config, &perBlock, 1, fake(1), fake(2),
+                                          fake<int32_t>(3), 0.0f, &selection, fake<int32_t>(4),
+                                          fake<int32_t>(5), nullptr),
+            COMPACT_RT_OK)
+      << error();
+  ASSERT_EQ(compact_rt_paged_attention(ctx, &config, &perBlock, 1, fake(1), fake(2), fake(3),
+                                       fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                       fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr),
+            COMPACT_RT_OK)
+      << error();
+  std::string l = log();
+  EXPECT_NE(l.find("s1__score_select_union_clear grid=[128,8,1]"), std::string::npos) << l;
+  EXPECT_NE(l.find("s1__score_select_union_select grid=[8,16,8]"), std::string::npos) << l;
+  EXPECT_NE(l.find("s1__score_select_union_table grid=[128,8,1]"), std::string::npos) << l;
+  // Attention still runs one block per 128 rows and group; each reads its
+  // query block's row.
+  EXPECT_NE(l.find("s1__paged_attention_attention grid=[8,16,8]"), std::string::npos) << l;
+
+  perBlock.per_query_block = 2;
+  EXPECT_EQ(compact_rt_dense_table(ctx, &config, &perBlock, 4, fake<int32_t>(1),
+                                   fake<int32_t>(2), fake<int32_t>(3), nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("shape->per_query_block must be 0"), std::string::npos) << error();
+
+  // A row tile of 128 / s tokens must lie in one query block of 64 tokens.
+  compact_rt_config small{16, 4, 128, 64, 64, COMPACT_RT_BF16, COMPACT_RT_NHD};
+  perBlock.per_query_block = 1;
+  perBlock.block_capacity = 2048;
+  EXPECT_EQ(compact_rt_paged_attention(ctx, &small, &perBlock, 1, fake(1), fake(2), fake(3),
+                                       fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                       fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr),
+            COMPACT_RT_UNSUPPORTED);
+  EXPECT_NE(error().find("config->block_size * exec_group_size (64 * 1) to be a multiple of 128"),
+            std::string::npos)
+      << error();
 }
 
 TEST_F(DryRun, ArgumentsAreNamed) {
@@ -150,7 +191,7 @@ TEST_F(DryRun, ArgumentsAreNamed) {
 }
 
 TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
-  compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024};
+  compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024, 0, 0};
   compact_rt_plan *plan = nullptr;
   ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
   auto chunk = [&](int32_t prefix) {
@@ -179,6 +220,31 @@ TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
                                      fake(9), nullptr, nullptr),
             COMPACT_RT_INVALID_ARGUMENT);
   EXPECT_NE(error().find("exceeds the plan's max_batch (8)"), std::string::npos) << error();
+  compact_rt_plan_destroy(plan);
+}
+
+TEST_F(DryRun, PlanWithPerQueryBlockTables) {
+  compact_rt_plan_desc desc{config, 1, selection, 0.0f, 8, 1024, 1, 0};
+  compact_rt_plan *plan = nullptr;
+  EXPECT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("desc->max_chunk_len must be positive"), std::string::npos) << error();
+  desc.max_chunk_len = 512;
+  ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
+  auto chunk = [&](const compact_rt_shape &sh) {
+    return compact_rt_prefill_chunk(plan, &sh, 4096, fake(1), fake(2), fake(3), fake(4),
+                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
+                                    nullptr, nullptr);
+  };
+  EXPECT_EQ(chunk(shape), COMPACT_RT_INVALID_ARGUMENT); // C = 1024 > 512
+  EXPECT_NE(error().find("shape->chunk_len (1024) exceeds the plan's max_chunk_len (512)"),
+            std::string::npos)
+      << error();
+  compact_rt_shape half = shape;
+  half.chunk_len = 512;
+  ASSERT_EQ(chunk(half), COMPACT_RT_OK) << error();
+  // The plan's layout (16 heads x 4 query blocks), whatever the shape says.
+  EXPECT_NE(log().find("s1__score_select_union_table grid=[64,8,1]"), std::string::npos)
+      << log();
   compact_rt_plan_destroy(plan);
 }
 

@@ -116,6 +116,23 @@ struct SeqGeometryIR {
   Value firstScoringRow(LoopBuilder &lb, Value kb) const;
 };
 
+/// The rows of a block table as IR values (see TableRows): `perGroup` = T =
+/// (table rows) / (execution groups), 1 or Qb.
+struct TableRowsIR {
+  Value perGroup, perQueryBlock;
+
+  static TableRowsIR build(LoopBuilder &lb, Value tableRows, Value groups);
+  Value group(LoopBuilder &lb, Value row) const;
+  /// Query blocks [first, end) that row `row` serves, of `queryBlocks`.
+  Value firstQueryBlock(LoopBuilder &lb, Value row) const;
+  Value endQueryBlock(LoopBuilder &lb, Value row, Value queryBlocks) const;
+  /// The row of group `e` that serves query block `qb`.
+  Value rowOf(LoopBuilder &lb, Value e, Value qb) const;
+  /// One past the last chunk block that row `row`'s queries see.
+  Value chunkBlocksEnd(LoopBuilder &lb, const SeqGeometryIR &g, Value row,
+                       Value queryBlocks) const;
+};
+
 } // namespace mlir::compact
 
 #endif // COMPACT_CONVERSION_LOOPBUILDER_H

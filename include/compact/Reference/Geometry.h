@@ -57,6 +57,29 @@ struct SeqGeometry {
   }
 };
 
+/// Which query blocks a block-table row serves. A table has T rows per
+/// execution group: T = 1, the row serves every query block of the chunk (the
+/// union over query blocks, the paper's table), or T = Qb, row `e * Qb + qb`
+/// serves query block `qb` alone (the union over the group's heads only: with
+/// s = 1 exactly the block-sparse mask). Any other T is invalid.
+struct TableRows {
+  int64_t perGroup;    // T
+  int64_t queryBlocks; // Qb
+
+  bool valid() const { return perGroup == 1 || perGroup == queryBlocks; }
+  bool perQueryBlock() const { return perGroup != 1; }
+  int64_t group(int64_t row) const { return row / perGroup; }
+  /// Query blocks [first, end) of row `row`.
+  int64_t firstQueryBlock(int64_t row) const { return perQueryBlock() ? row % perGroup : 0; }
+  int64_t endQueryBlock(int64_t row) const {
+    return perQueryBlock() ? row % perGroup + 1 : queryBlocks;
+  }
+  /// The row that chunk row `t` of a head of group `e` reads.
+  int64_t rowOf(int64_t e, int64_t t, int64_t blockSize) const {
+    return e * perGroup + (perQueryBlock() ? t / blockSize : 0);
+  }
+};
+
 } // namespace compact
 
 #endif // COMPACT_REFERENCE_GEOMETRY_H

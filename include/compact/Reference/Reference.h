@@ -6,7 +6,9 @@
 //   k/v cache   [pages, PS, Hkv, D] (NHD) or [pages, Hkv, PS, D] (HND)
 //   page table  [B, maxPages]          ctx_lens     [B]
 //   pooled      [B, Hkv, Kb, D]        scores, mask [B, Hq, Qb, Kb]
-//   table       [B, E, Kb]             counts       [B, E]
+//   table       [B, E * T, Kb]         counts       [B, E * T]
+// with E = Hq / s execution groups and T table rows per group (TableRows:
+// 1, or Qb for one table per query block).
 //
 //===----------------------------------------------------------------------===//
 
@@ -97,11 +99,12 @@ void selectBlocks(const ChunkShape &shape, const int32_t *ctxLens,
                   const float *scores, const SelectionParams &params,
                   uint8_t *mask);
 
-/// compact.block_union: per execution group (s heads) the ascending table of
-/// selected blocks plus the chunk's own blocks; -1 padding.
+/// compact.block_union: per execution group (s heads), and per query block
+/// when `rowsPerGroup` is Qb, the ascending table of selected blocks plus the
+/// chunk's own blocks its queries see; -1 padding.
 void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
                 const uint8_t *mask, int64_t execGroupSize, int32_t *table,
-                int32_t *counts);
+                int32_t *counts, int64_t rowsPerGroup = 1);
 
 /// compact.paged_attention over block tables. `lse` may be null.
 void pagedAttention(const ChunkShape &shape, const PagedCache &cache,
@@ -109,11 +112,13 @@ void pagedAttention(const ChunkShape &shape, const PagedCache &cache,
                     const float *q, const float *kCache, const float *vCache,
                     const int32_t *table, const int32_t *counts,
                     int64_t execGroupSize, float scale, float *out,
-                    float *lse);
+                    float *lse, int64_t rowsPerGroup = 1);
 
-/// A block table that holds every block of every sequence (dense attention).
+/// A block table that holds every block of every sequence (dense attention),
+/// in each of its rows.
 void fullBlockTable(const ChunkShape &shape, const int32_t *ctxLens,
-                    int64_t execGroupSize, int32_t *table, int32_t *counts);
+                    int64_t execGroupSize, int32_t *table, int32_t *counts,
+                    int64_t rowsPerGroup = 1);
 
 /// ||a - b|| / ||b|| over n elements (double accumulation).
 double relativeError(const float *a, const float *b, size_t n);

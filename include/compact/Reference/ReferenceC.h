@@ -27,15 +27,19 @@ void compact_ref_block_scores(const compact_ref_shape *s, const int32_t *ctx_len
 void compact_ref_select_blocks(const compact_ref_shape *s, const int32_t *ctx_lens,
                                const float *scores, int32_t mode, float threshold, int64_t sink,
                                int64_t window, uint8_t *mask);
+/* Tables have rows_per_group (1, or Qb: one table per query block) rows per
+ * execution group. */
 void compact_ref_block_union(const compact_ref_shape *s, const int32_t *ctx_lens,
-                             const uint8_t *mask, int64_t exec_group_size, int32_t *table,
-                             int32_t *counts);
+                             const uint8_t *mask, int64_t exec_group_size,
+                             int64_t rows_per_group, int32_t *table, int32_t *counts);
 void compact_ref_dense_table(const compact_ref_shape *s, const int32_t *ctx_lens,
-                             int64_t exec_group_size, int32_t *table, int32_t *counts);
+                             int64_t exec_group_size, int64_t rows_per_group, int32_t *table,
+                             int32_t *counts);
 void compact_ref_paged_attention(const compact_ref_shape *s, const int32_t *ctx_lens,
                                  const int32_t *page_table, const float *q, const float *k_cache,
                                  const float *v_cache, const int32_t *table, const int32_t *counts,
-                                 int64_t exec_group_size, float scale, float *out, float *lse);
+                                 int64_t exec_group_size, int64_t rows_per_group, float scale,
+                                 float *out, float *lse);
 
 #ifdef __cplusplus
 }

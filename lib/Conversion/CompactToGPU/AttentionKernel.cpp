@@ -67,14 +67,14 @@ Value nonNegative(GpuBuilder &gb, Value x) {
 
 /// Index of the first table entry whose block starts after `maxPos` (the
 /// entries ascend): a branch-free binary search.
-Value activeEntries(GpuBuilder &gb, Value table, Value b, Value e, Value count, Value maxPos,
+Value activeEntries(GpuBuilder &gb, Value table, Value b, Value row, Value count, Value maxPos,
                     int64_t blockSize) {
   Value lo = gb.index(0), hi = count;
   for (int i = 0; i < 32; ++i) {
     Value open = gb.cmp(CmpIPredicate::ult, lo, hi);
     Value mid = gb.div(gb.add(lo, hi), gb.index(2));
     Value read = gb.min(mid, gb.max(gb.sub(count, gb.index(1)), gb.index(0)));
-    Value kb = gb.toIndex(nonNegative(gb, gb.load(table, {b, e, read})));
+    Value kb = gb.toIndex(nonNegative(gb, gb.load(table, {b, row, read})));
     Value before = gb.cmp(CmpIPredicate::ule, gb.mul(kb, gb.index(blockSize)), maxPos);
     lo = gb.select(gb.andI(open, before), gb.add(mid, gb.index(1)), lo);
     hi = gb.select(gb.andI(open, gb.notI(before)), mid, hi);
@@ -101,7 +101,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   cfg.layout = op.getLayout();
   cfg.pageSize = cachePageSize(kCache, cfg.layout);
   cfg.groupSize = cfg.qHeads / cacheKVHeads(kCache, cfg.layout);
-  cfg.execGroupSize = op.getExecGroupSize();
+  cfg.execGroupSize = op.getEffectiveExecGroupSize();
   cfg.blockSize = op.getBlockSize();
   cfg.scale = op.getEffectiveScale();
   cfg.element = elementType(q);
@@ -131,13 +131,13 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   if (cfg.withLse)
     plan.args.push_back({"lse", op.getLse()});
   Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
-  plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.dim(op.getBlockTable(), 1),
-               host.dim(q, 0)};
+  const int64_t groups = cfg.qHeads / cfg.execGroupSize;
+  plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.index(groups), host.dim(q, 0)};
   plan.block = {kThreads, 1, 1};
   plan.shared.fixed = cfg.sharedBytes();
   plan.gridRule = "[ceil(C * s / 128), E, B]";
   plan.minBlocksPerMultiprocessor = 1;
-  plan.body = [cfg](GpuBuilder &gb, ValueRange args, Value shared) {
+  plan.body = [cfg, groups](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], kCache = args[1], vCache = args[2], pageTable = args[3];
     Value ctxLens = args[4], table = args[5], counts = args[6], out = args[7];
     Value scale = args[8];
@@ -155,13 +155,20 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value rows = gb.mul(chunkLen, gb.index(s));
     Value m0 = gb.mul(tileM, gb.index(kRows));
     Value kv = gb.div(gb.mul(e, gb.index(s)), gb.index(cfg.groupSize));
+    // The table row of the tile: the group's, or with one table per query
+    // block (T = Qb rows per group) that of the tile's query block (a tile
+    // of 128 / s tokens lies in one block when bs * s is a multiple of 128,
+    // which the runtime checks).
+    TableRowsIR tableRows = TableRowsIR::build(gb, gb.dim(table, 1), gb.index(groups));
+    Value row = tableRows.rowOf(gb, e, gb.div(gb.div(m0, gb.index(s)), gb.index(cfg.blockSize)));
     // A count beyond the table (bad input) is clamped: nothing outside the
     // table row is read.
-    Value count = gb.min(gb.toIndex(nonNegative(gb, gb.load(counts, {b, e}))), gb.dim(table, 2));
+    Value count =
+        gb.min(gb.toIndex(nonNegative(gb, gb.load(counts, {b, row}))), gb.dim(table, 2));
     Value lastRow = gb.min(gb.add(m0, gb.index(kRows - 1)), gb.sub(rows, gb.index(1)));
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
-    Value active = activeEntries(gb, table, b, e, count, maxPos, cfg.blockSize);
+    Value active = activeEntries(gb, table, b, row, count, maxPos, cfg.blockSize);
     Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
 
     // Shared memory: Q, then two stages of K, then two of V. mma_sync: rows of
@@ -193,7 +200,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
       Value entry = l.div(tile, l.index(tilesPerBlock));
-      Value kb = l.toIndex(nonNegative(l, l.load(table, {b, e, entry})));
+      Value kb = l.toIndex(nonNegative(l, l.load(table, {b, row, entry})));
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };

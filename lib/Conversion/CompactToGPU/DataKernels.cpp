@@ -4,7 +4,7 @@
 //   append_kv    one thread per 16 bytes of the chunk's K/V rows
 //   pool_keys    one block per (touched KV block, kv head, sequence), one
 //                thread per head-dim element, fp32 sums
-//   dense_table  one block per (group, sequence)
+//   dense_table  one block per (table row, sequence)
 //
 //===----------------------------------------------------------------------===//
 

@@ -104,25 +104,27 @@ struct SelectionArgs {
   Value threshold, sink, window;
 };
 
-/// The union bit words of group (b, e) live in the first ceil(Kb / 32) entries
-/// of its table row while the union is taken; the table build reads them all
-/// before writing the table over them.
+/// The union bit words of table row (b, r) live in the first ceil(Kb / 32)
+/// entries of the row while the union is taken; the table build reads them
+/// all before writing the table over them. A table has E * T rows (T per
+/// execution group: 1, or Qb for one table per query block; TableRowsIR).
 inline int64_t unionWords(int64_t kbCap) { return (kbCap + 31) / 32; }
 
-/// Kernel: zero the union words of every group. Grid (E, B), 128 threads.
+/// Kernel: zero the union words of every table row. Grid (E * T, B), 128
+/// threads.
 KernelPlan planClearUnionWords(LoopBuilder &host, Value table);
 /// Kernel: the chunk's own blocks plus the union words -> ascending table,
-/// count and -1 padding. Grid (E, B), 256 threads, ceil(Kb/32) * 4 bytes of
-/// shared memory.
+/// count and -1 padding, for the `groups` (E) execution groups. Grid
+/// (E * T, B), 256 threads, ceil(Kb/32) * 4 bytes of shared memory.
 KernelPlan planTableFromWords(LoopBuilder &host, Value ctxLens, Value chunkLen,
-                              int64_t blockSize, Value table, Value counts);
-/// Writes the ascending table of group (b, e) from union words already in
-/// shared memory (`words`, ceil(Kb/32) x i32), adding the chunk's blocks.
-/// All 256 threads of the block take part; `scanScratch` is 8 x i32 of
-/// shared memory.
+                              int64_t blockSize, int64_t groups, Value table, Value counts);
+/// Writes the ascending table of row (b, row) from union words already in
+/// shared memory (`words`, ceil(Kb/32) x i32), adding the chunk's blocks
+/// [P / bs, chunkEnd). All 256 threads of the block take part; `scanScratch`
+/// is 8 x i32 of shared memory.
 void emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR &g, Value words,
-                              Value scanScratch, Value table, Value counts, Value b, Value e,
-                              Value kbCap);
+                              Value scanScratch, Value table, Value counts, Value b, Value row,
+                              Value kbCap, Value chunkEnd);
 
 /// Thresholds one (sequence, head, query block) row read through `score`
 /// (see compact.select_blocks) with every thread of the block; hands each

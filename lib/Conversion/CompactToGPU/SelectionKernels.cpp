@@ -5,8 +5,9 @@
 //                    memory, S = Q K^T on the tensor cores (mma.sync), then a
 //                    column log-sum-exp over the query block's valid rows.
 // select_blocks      one block per row: row max, threshold, mask bytes.
-// block_union        one block per (group, sequence): OR of the group's mask
-//                    rows into union words, then the table.
+// block_union        one block per (table row, sequence): OR of the group's
+//                    mask rows (of the row's query blocks) into union words,
+//                    then the table.
 // select_union       clear words | threshold rows, atomicOr into the words |
 // score_select_union table from the words. The union words live in the head
 //                    of each table row until the table is written over them,
@@ -165,10 +166,10 @@ void gpu_lowering::emitSelectRow(
 
 void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR &g, Value words,
                                             Value scanScratch, Value table, Value counts,
-                                            Value b, Value e, Value kbCap) {
+                                            Value b, Value e, Value kbCap, Value chunkEnd) {
   const int64_t threads = kTableThreads;
   Value nWords = gb.ceilDiv(kbCap, gb.index(32));
-  // The chunk's own blocks are always in.
+  // The chunk's own blocks [P / bs, chunkEnd) are always in.
   gb.loop(gb.threadId(), nWords, gb.index(threads), [&](GpuBuilder &l, Value w) {
     Value lo = l.mul(w, l.index(32));
     auto clampToWord = [&](Value kb) {
@@ -178,7 +179,7 @@ void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR 
     // Blocks past the table's capacity (a context longer than the table:
     // bad input) are never added, so no write lands outside the row.
     Value bits = bitRange(l, clampToWord(g.firstChunkBlock),
-                          clampToWord(l.min(g.numBlocks, kbCap)));
+                          clampToWord(l.min(chunkEnd, kbCap)));
     l.store(l.orI(l.load(words, {w}), bits), words, {w});
   });
   gb.barrier();
@@ -235,7 +236,7 @@ KernelPlan gpu_lowering::planClearUnionWords(LoopBuilder &host, Value table) {
   plan.args = {{"table", table}};
   plan.grid = {host.dim(table, 1), host.dim(table, 0), host.index(1)};
   plan.block = {128, 1, 1};
-  plan.gridRule = "[E, B, 1]";
+  plan.gridRule = "[E * T, B, 1]";
   plan.body = [](GpuBuilder &gb, ValueRange args, Value) {
     Value table = args[0];
     Value e = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
@@ -247,7 +248,8 @@ KernelPlan gpu_lowering::planClearUnionWords(LoopBuilder &host, Value table) {
 }
 
 KernelPlan gpu_lowering::planTableFromWords(LoopBuilder &host, Value ctxLens, Value chunkLen,
-                                            int64_t blockSize, Value table, Value counts) {
+                                            int64_t blockSize, int64_t groups, Value table,
+                                            Value counts) {
   KernelPlan plan;
   plan.role = "table";
   plan.args = {{"ctx_lens", ctxLens}, {"chunk_len", chunkLen}, {"table", table},
@@ -256,20 +258,23 @@ KernelPlan gpu_lowering::planTableFromWords(LoopBuilder &host, Value ctxLens, Va
   plan.block = {kTableThreads, 1, 1};
   plan.shared = {kWordsOffset, 0, 4};
   plan.blockCapacity = host.dim(table, 2);
-  plan.gridRule = "[E, B, 1]";
+  plan.gridRule = "[E * T, B, 1]";
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value ctxLens = args[0], chunkLen = args[1], table = args[2], counts = args[3];
-    Value e = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
+    Value row = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
     Value kbCap = gb.dim(table, 2), nWords = gb.ceilDiv(kbCap, gb.index(32));
     SeqGeometryIR g = SeqGeometryIR::build(gb, gb.toIndex(gb.load(ctxLens, {b})), chunkLen,
                                            blockSize);
+    TableRowsIR rows = TableRowsIR::build(gb, gb.dim(table, 1), gb.index(groups));
+    Value queryBlocks = gb.ceilDiv(chunkLen, gb.index(blockSize));
     Value scan = sharedI32(gb, shared, 0, gb.index(8));
     Value words = sharedI32(gb, shared, kWordsOffset, nWords);
     gb.loop(gb.threadId(), nWords, gb.index(kTableThreads), [&](GpuBuilder &l, Value w) {
-      l.store(l.load(table, {b, e, w}), words, {w});
+      l.store(l.load(table, {b, row, w}), words, {w});
     });
     gb.barrier();
-    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, e, kbCap);
+    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, row, kbCap,
+                             rows.chunkBlocksEnd(gb, g, row, queryBlocks));
   };
   return plan;
 }
@@ -287,18 +292,24 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
   plan.block = {kTableThreads, 1, 1};
   plan.shared = {kWordsOffset, 0, 4};
   plan.blockCapacity = host.dim(op.getTable(), 2);
-  plan.gridRule = "[E, B, 1]";
+  plan.gridRule = "[E * T, B, 1]";
+  const int64_t groups = staticDim(op.getMask(), 1) / s;
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value mask = args[0], ctxLens = args[1], chunkLen = args[2], table = args[3];
     Value counts = args[4];
-    Value e = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
+    Value row = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
     Value kbCap = gb.dim(table, 2), nWords = gb.ceilDiv(kbCap, gb.index(32));
     Value queryBlocks = gb.dim(mask, 2);
     SeqGeometryIR g = SeqGeometryIR::build(gb, gb.toIndex(gb.load(ctxLens, {b})), chunkLen, bs);
+    TableRowsIR rows = TableRowsIR::build(gb, gb.dim(table, 1), gb.index(groups));
+    Value e = rows.group(gb, row);
+    Value qbBegin = rows.firstQueryBlock(gb, row);
+    Value qbEnd = rows.endQueryBlock(gb, row, queryBlocks);
     Value scan = sharedI32(gb, shared, 0, gb.index(8));
     Value words = sharedI32(gb, shared, kWordsOffset, nWords);
-    // One kb per thread per round: OR over the group's heads and query blocks
-    // (causally valid pairs only), then one ballot per warp gives a word.
+    // One kb per thread per round: OR over the group's heads and the row's
+    // query blocks (causally valid pairs only), then one ballot per warp
+    // gives a word.
     Value rounds = gb.ceilDiv(kbCap, gb.index(kTableThreads));
     gb.loop(gb.index(0), rounds, gb.index(1), [&](GpuBuilder &l, Value round) {
       Value kb = l.add(l.mul(round, l.index(kTableThreads)), l.threadId());
@@ -309,7 +320,7 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
           firstHead, l.add(firstHead, l.index(s)), l.index(1),
           {l.cmp(CmpIPredicate::ne, l.index(0), l.index(0))},
           [&](GpuBuilder &lh, Value h, ValueRange acc) {
-            return lh.loop(lh.index(0), queryBlocks, lh.index(1), {acc[0]},
+            return lh.loop(qbBegin, qbEnd, lh.index(1), {acc[0]},
                            [&](GpuBuilder &lq, Value qb, ValueRange inner) {
                              Value valid = lq.andI(inCap, lq.cmp(CmpIPredicate::ule, kb,
                                                                 g.lastVisibleBlock(lq, qb)));
@@ -325,7 +336,8 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
              [&](GpuBuilder &lw) { lw.store(word, words, {w}); });
     });
     gb.barrier();
-    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, e, kbCap);
+    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, row, kbCap,
+                             rows.chunkBlocksEnd(gb, g, row, queryBlocks));
   };
   return Plans{std::move(plan)};
 }
@@ -371,15 +383,17 @@ KernelPlan planThresholdRows(
   return plan;
 }
 
-/// lane 0 of each warp ORs a non-zero word into the group's union words.
-void orWordIntoTable(GpuBuilder &gb, Value table, Value b, Value e, Value wordIndex,
-                     Value word) {
+/// lane 0 of each warp ORs a non-zero word into the union words of the table
+/// row of group `e` that serves query block `qb`.
+void orWordIntoTable(GpuBuilder &gb, Value table, int64_t groups, Value b, Value e, Value qb,
+                     Value wordIndex, Value word) {
+  Value row = TableRowsIR::build(gb, gb.dim(table, 1), gb.index(groups)).rowOf(gb, e, qb);
   Value first = gb.cmp(CmpIPredicate::eq, gb.laneId(), gb.index(0));
   Value nonZero = gb.cmp(CmpIPredicate::ne, word, gb.i32(0));
   Value inRange = gb.cmp(CmpIPredicate::ult, wordIndex,
                          gb.ceilDiv(gb.dim(table, 2), gb.index(32)));
   gb.when(gb.andI(first, gb.andI(nonZero, inRange)),
-          [&](GpuBuilder &l) { l.atomicOr(word, table, {b, e, wordIndex}); });
+          [&](GpuBuilder &l) { l.atomicOr(word, table, {b, row, wordIndex}); });
 }
 } // namespace
 
@@ -401,17 +415,18 @@ FailureOr<Plans> gpu_lowering::planSelectBlocks(SelectBlocksOp op, LoopBuilder &
 
 FailureOr<Plans> gpu_lowering::planSelectUnion(SelectUnionOp op, LoopBuilder &host) {
   const int64_t s = op.getExecGroupSize();
+  const int64_t groups = staticDim(op.getScores(), 1) / s;
   Plans plans;
   plans.push_back(planClearUnionWords(host, op.getTable()));
   plans.push_back(planThresholdRows(
       host, "select", op.getScores(), op.getCtxLens(), op.getChunkLen(),
       {"table", op.getTable()}, op.getBlockSize(), SelectionRule::of(op),
-      [s](GpuBuilder &gb, ValueRange args, Value b, Value h, Value, Value wordIndex, Value word,
-          Value, Value) {
-        orWordIntoTable(gb, args[3], b, gb.div(h, gb.index(s)), wordIndex, word);
+      [s, groups](GpuBuilder &gb, ValueRange args, Value b, Value h, Value qb, Value wordIndex,
+                  Value word, Value, Value) {
+        orWordIntoTable(gb, args[3], groups, b, gb.div(h, gb.index(s)), qb, wordIndex, word);
       }));
   plans.push_back(planTableFromWords(host, op.getCtxLens(), op.getChunkLen(), op.getBlockSize(),
-                                     op.getTable(), op.getCounts()));
+                                     groups, op.getTable(), op.getCounts()));
   return plans;
 }
 
@@ -676,6 +691,7 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
     return failure();
   ScoreConfig cfg = scoreConfig(op.getQ(), op.getPooled(), op.getBlockSize());
   const int64_t s = op.getExecGroupSize();
+  const int64_t groups = staticDim(op.getQ(), 2) / s;
   SelectionRule rule = SelectionRule::of(op);
   Value chunkLen = host.dim(op.getQ(), 1);
   Value kbCap = host.dim(op.getTable(), 2);
@@ -723,11 +739,11 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
         gb, g, qb, kbCap, selection, scratch, cfg.threads(),
         [&](GpuBuilder &l, Value kb) { return l.load(row, {kb}); },
         [&](GpuBuilder &l, Value wordIndex, Value word, Value, Value) {
-          orWordIntoTable(l, table, b, e, wordIndex, word);
+          orWordIntoTable(l, table, groups, b, e, qb, wordIndex, word);
         });
   };
   plans.push_back(std::move(select));
-  plans.push_back(planTableFromWords(host, op.getCtxLens(), chunkLen, op.getBlockSize(),
+  plans.push_back(planTableFromWords(host, op.getCtxLens(), chunkLen, op.getBlockSize(), groups,
                                      op.getTable(), op.getCounts()));
   return plans;
 }

@@ -13,6 +13,7 @@
 #include "mlir/Transforms/DialectConversion.h"
 
 #include <cmath>
+#include <numeric>
 
 namespace mlir::compact {
 #define GEN_PASS_DEF_CONVERTCOMPACTTOLOOPS
@@ -152,11 +153,11 @@ void emitSetFlag(LoopBuilder &lb, Value flags, Value kb, Value bit) {
   lb.store(lb.orI(old, bit8), flags, {kb});
 }
 
-/// The chunk's own blocks, then the ascending table with -1 padding and the
-/// count (see compact.block_union).
+/// The chunk's own blocks [P / bs, chunkEnd), then the ascending table with
+/// -1 padding and the count (see compact.block_union).
 void emitTableFromFlags(LoopBuilder &lb, const SeqGeometryIR &g, Value flags, Value table,
-                        Value counts, Value b, Value e, Value kbCap) {
-  lb.forLoop(g.firstChunkBlock, g.numBlocks,
+                        Value counts, Value b, Value e, Value kbCap, Value chunkEnd) {
+  lb.forLoop(g.firstChunkBlock, chunkEnd,
              [&](LoopBuilder &l, Value kb) { l.store(l.i8(1), flags, {kb}); });
   Value count =
       lb.forLoop(lb.index(0), kbCap, {lb.index(0)}, [&](LoopBuilder &l, Value kb, ValueRange n) {
@@ -300,24 +301,34 @@ struct LowerSelectBlocks : OpRewritePattern<SelectBlocksOp> {
   }
 };
 
-/// Shared driver of the three union ops: for every (sequence, group), zero
-/// the flags, let `fillGroup` OR in the group's selection, then write the
-/// table.
+/// Shared driver of the three union ops: for every (sequence, table row),
+/// zero the flags, let `fillHead` OR in each head's selection for the query
+/// blocks [qbBegin, qbEnd) the row serves, then write the table. A table has
+/// T = rows / E rows per group: T = 1 serves all `queryBlocks`, T = Qb one
+/// query block each (see compact.block_union).
 void emitUnion(LoopBuilder &lb, Value ctxLens, Value chunkLen, int64_t blockSize, Value table,
-               Value counts, int64_t execGroupSize,
+               Value counts, Value qHeads, int64_t execGroupSize, Value queryBlocks,
                function_ref<void(LoopBuilder &, const SeqGeometryIR &, Value b, Value h,
-                                 Value flags, Value kbCap)>
+                                 Value flags, Value kbCap, Value qbBegin, Value qbEnd)>
                    fillHead) {
   Value kbCap = lb.dim(table, 2);
   Value flags = lb.scratch({ShapedType::kDynamic}, lb.builder().getI8Type(), kbCap);
+  TableRowsIR rows =
+      TableRowsIR::build(lb, lb.dim(table, 1), lb.div(qHeads, lb.index(execGroupSize)));
   lb.forLoop(lb.index(0), lb.dim(table, 0), [&](LoopBuilder &l, Value b) {
     SeqGeometryIR g = SeqGeometryIR::build(l, l.toIndex(l.load(ctxLens, {b})), chunkLen, blockSize);
-    l.forLoop(l.index(0), l.dim(table, 1), [&](LoopBuilder &le, Value e) {
+    l.forLoop(l.index(0), l.dim(table, 1), [&](LoopBuilder &le, Value row) {
+      Value e = rows.group(le, row);
+      Value qbBegin = rows.firstQueryBlock(le, row);
+      Value qbEnd = rows.endQueryBlock(le, row, queryBlocks);
       emitClearFlags(le, flags, kbCap);
       Value firstHead = le.mul(e, le.index(execGroupSize));
-      le.forLoop(firstHead, le.add(firstHead, le.index(execGroupSize)),
-                 [&](LoopBuilder &lh, Value h) { fillHead(lh, g, b, h, flags, kbCap); });
-      emitTableFromFlags(le, g, flags, table, counts, b, e, kbCap);
+      le.forLoop(firstHead, le.add(firstHead, le.index(execGroupSize)), [&](LoopBuilder &lh,
+                                                                            Value h) {
+        fillHead(lh, g, b, h, flags, kbCap, qbBegin, qbEnd);
+      });
+      emitTableFromFlags(le, g, flags, table, counts, b, row, kbCap,
+                         rows.chunkBlocksEnd(le, g, row, queryBlocks));
     });
   });
 }
@@ -329,9 +340,10 @@ struct LowerBlockUnion : OpRewritePattern<BlockUnionOp> {
       Value mask = op.getMask();
       emitUnion(
           lb, op.getCtxLens(), op.getChunkLen(), op.getBlockSize(), op.getTable(), op.getCounts(),
-          op.getExecGroupSize(),
-          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap) {
-            l.forLoop(l.index(0), l.dim(mask, 2), [&](LoopBuilder &lq, Value qb) {
+          lb.dim(mask, 1), op.getExecGroupSize(), lb.dim(mask, 2),
+          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap,
+              Value qbBegin, Value qbEnd) {
+            l.forLoop(qbBegin, qbEnd, [&](LoopBuilder &lq, Value qb) {
               // Only causally valid pairs count.
               Value end = lq.min(lq.add(g.lastVisibleBlock(lq, qb), lq.index(1)), kbCap);
               lq.forLoop(lq.index(0), end, [&](LoopBuilder &lk, Value kb) {
@@ -354,9 +366,10 @@ struct LowerSelectUnion : OpRewritePattern<SelectUnionOp> {
       Selection sel = Selection::of(op);
       emitUnion(
           lb, op.getCtxLens(), op.getChunkLen(), op.getBlockSize(), op.getTable(), op.getCounts(),
-          op.getExecGroupSize(),
-          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap) {
-            l.forLoop(l.index(0), l.dim(scores, 2), [&](LoopBuilder &lq, Value qb) {
+          lb.dim(scores, 1), op.getExecGroupSize(), lb.dim(scores, 2),
+          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap,
+              Value qbBegin, Value qbEnd) {
+            l.forLoop(qbBegin, qbEnd, [&](LoopBuilder &lq, Value qb) {
               emitSelectRow(
                   lq, g, qb, kbCap, sel,
                   [&](LoopBuilder &ls, Value kb) {
@@ -385,10 +398,11 @@ struct LowerScoreSelectUnion : OpRewritePattern<ScoreSelectUnionOp> {
           lb.scratch({ShapedType::kDynamic}, rewriter.getF32Type(), lb.dim(op.getTable(), 2));
       emitUnion(
           lb, op.getCtxLens(), chunkLen, op.getBlockSize(), op.getTable(), op.getCounts(),
-          op.getExecGroupSize(),
-          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap) {
+          lb.dim(q, 2), op.getExecGroupSize(), queryBlocks,
+          [&](LoopBuilder &l, const SeqGeometryIR &g, Value b, Value h, Value flags, Value kbCap,
+              Value qbBegin, Value qbEnd) {
             Value kv = l.div(h, l.index(groupSize));
-            l.forLoop(l.index(0), queryBlocks, [&](LoopBuilder &lq, Value qb) {
+            l.forLoop(qbBegin, qbEnd, [&](LoopBuilder &lq, Value qb) {
               Value end = lq.min(lq.add(g.lastVisibleBlock(lq, qb), lq.index(1)), kbCap);
               emitBlockScoreRow(
                   lq, q, op.getPooled(), g, b, h, kv, qb, op.getEffectiveScale(), end,
@@ -441,7 +455,7 @@ struct LowerPagedAttention : OpRewritePattern<PagedAttentionOp> {
       PagedCacheAccess cache{op.getPageTable(), cachePageSize(kCache, op.getLayout()),
                              op.getLayout()};
       const int64_t qHeads = staticDim(q, 2), headDim = staticDim(q, 3);
-      const int64_t s = op.getExecGroupSize(), bs = op.getBlockSize();
+      const int64_t s = op.getEffectiveExecGroupSize(), bs = op.getBlockSize();
       const int64_t groupSize =
           qHeads / staticDim(kCache, op.getLayout() == KVLayout::NHD ? 2 : 1);
       Type f32 = rewriter.getF32Type();
@@ -449,10 +463,15 @@ struct LowerPagedAttention : OpRewritePattern<PagedAttentionOp> {
       auto rowF32 = VectorType::get({headDim}, f32);
       auto rowData = VectorType::get({headDim}, dataType);
       Value chunkLen = lb.dim(q, 1);
-      Value tile = lb.index(rowTile), zero = lb.index(0);
+      // A tile of rows lies in one query block: with one table per query
+      // block (T = Qb rows per group) all its rows read the same table row.
+      const int64_t tileRows = std::gcd(rowTile, bs);
+      Value tile = lb.index(tileRows), zero = lb.index(0);
+      TableRowsIR tableRows = TableRowsIR::build(lb, lb.dim(table, 1), lb.index(qHeads / s));
       // Per-row state of the online softmax, and the score tile.
-      Value rowMax = lb.scratch({rowTile}, f32), rowSum = lb.scratch({rowTile}, f32);
-      Value acc = lb.scratch({rowTile, headDim}, f32), scoreTile = lb.scratch({rowTile, bs}, f32);
+      Value rowMax = lb.scratch({tileRows}, f32), rowSum = lb.scratch({tileRows}, f32);
+      Value acc = lb.scratch({tileRows, headDim}, f32);
+      Value scoreTile = lb.scratch({tileRows, bs}, f32);
       auto loadRow = [&](LoopBuilder &l, Value memref, ValueRange indices) {
         return l.castF(l.loadVector(memref, indices, rowData), rowF32);
       };
@@ -460,13 +479,14 @@ struct LowerPagedAttention : OpRewritePattern<PagedAttentionOp> {
       lb.forLoop(zero, lb.dim(q, 0), [&](LoopBuilder &l, Value b) {
         SeqGeometryIR g =
             SeqGeometryIR::build(l, l.toIndex(l.load(op.getCtxLens(), {b})), chunkLen, bs);
-        l.forLoop(l.index(0), l.dim(table, 1), [&](LoopBuilder &le, Value e) {
-          Value count = le.toIndex(le.load(counts, {b, e}));
+        l.forLoop(l.index(0), l.index(qHeads / s), [&](LoopBuilder &le, Value e) {
           Value firstHead = le.mul(e, le.index(s));
           Value kv = le.div(firstHead, le.index(groupSize));
           le.forLoop(firstHead, le.add(firstHead, le.index(s)), [&](LoopBuilder &lh, Value h) {
             lh.forLoop(lh.index(0), chunkLen, tile, [&](LoopBuilder &lt, Value t0) {
               Value rows = lt.min(tile, lt.sub(chunkLen, t0));
+              Value tableRow = tableRows.rowOf(lt, e, lt.div(t0, lt.index(bs)));
+              Value count = lt.toIndex(lt.load(counts, {b, tableRow}));
               lt.forLoop(lt.index(0), tile, [&](LoopBuilder &li, Value r) {
                 li.store(li.negInf(f32), rowMax, {r});
                 li.store(li.f32(0.0f), rowSum, {r});
@@ -475,7 +495,7 @@ struct LowerPagedAttention : OpRewritePattern<PagedAttentionOp> {
 
               // The table walk: one KV block at a time, read in place.
               lt.forLoop(lt.index(0), count, [&](LoopBuilder &lw, Value i) {
-                Value kb = lw.toIndex(lw.load(table, {b, e, i}));
+                Value kb = lw.toIndex(lw.load(table, {b, tableRow, i}));
                 Value j0 = g.blockBegin(lw, kb);
                 Value n = lw.sub(g.blockEnd(lw, kb), j0);
 

@@ -221,3 +221,25 @@ Value SeqGeometryIR::firstScoringRow(LoopBuilder &lb, Value kb) const {
   Value isAfter = lb.cmp(arith::CmpIPredicate::ugt, need, prefixLen);
   return lb.select(isAfter, lb.sub(need, prefixLen), lb.index(0));
 }
+
+TableRowsIR TableRowsIR::build(LoopBuilder &lb, Value tableRows, Value groups) {
+  TableRowsIR r;
+  r.perGroup = lb.max(lb.div(tableRows, groups), lb.index(1));
+  r.perQueryBlock = lb.cmp(arith::CmpIPredicate::ne, r.perGroup, lb.index(1));
+  return r;
+}
+Value TableRowsIR::group(LoopBuilder &lb, Value row) const { return lb.div(row, perGroup); }
+Value TableRowsIR::firstQueryBlock(LoopBuilder &lb, Value row) const {
+  return lb.select(perQueryBlock, lb.rem(row, perGroup), lb.index(0));
+}
+Value TableRowsIR::endQueryBlock(LoopBuilder &lb, Value row, Value queryBlocks) const {
+  return lb.select(perQueryBlock, lb.add(lb.rem(row, perGroup), lb.index(1)), queryBlocks);
+}
+Value TableRowsIR::rowOf(LoopBuilder &lb, Value e, Value qb) const {
+  return lb.add(lb.mul(e, perGroup), lb.select(perQueryBlock, qb, lb.index(0)));
+}
+Value TableRowsIR::chunkBlocksEnd(LoopBuilder &lb, const SeqGeometryIR &g, Value row,
+                                  Value queryBlocks) const {
+  Value lastQb = lb.sub(endQueryBlock(lb, row, queryBlocks), lb.index(1));
+  return lb.min(lb.add(g.lastVisibleBlock(lb, lastQb), lb.index(1)), g.numBlocks);
+}

@@ -15,10 +15,11 @@
 //       CHECK:     %[[LEN:[a-z0-9_-]+]] = arith.index_cast %{{.+}} : i32 to index
 //       CHECK:     %[[PREFIX:[a-z0-9_-]+]] = arith.subi %[[LEN]], %{{.+}} : index
 //       CHECK:     scf.for %[[E:[a-z0-9_-]+]] = %{{.+}} to %{{.+}} step
-//       CHECK:       %[[COUNT_I32:[a-z0-9_-]+]] = memref.load %[[COUNTS]][%[[B]], %[[E]]]
-//       CHECK:       %[[COUNT:[a-z0-9_-]+]] = arith.index_cast %[[COUNT_I32]]
 //       CHECK:       scf.for %[[H:[a-z0-9_-]+]] = {{.+}} {
 //       CHECK:         scf.for %[[T0:[a-z0-9_-]+]] = %{{.+}} to %{{.+}} step %c16 {
+// The tile's table row: the group's (one table per group, T = 1).
+//       CHECK:           %[[COUNT_I32:[a-z0-9_-]+]] = memref.load %[[COUNTS]][%[[B]], %[[E]]]
+//       CHECK:           %[[COUNT:[a-z0-9_-]+]] = arith.index_cast %[[COUNT_I32]]
 // The table walk: block ids from the group's table, read in place.
 //       CHECK:           scf.for %[[I:[a-z0-9_-]+]] = %{{.+}} to %[[COUNT]] step
 //       CHECK:             %[[KB_I32:[a-z0-9_-]+]] = memref.load %[[TABLE]][%[[B]], %[[E]], %[[I]]]
@@ -125,8 +126,10 @@ func.func @paged_attention_hnd(%q: memref<?x?x8x64xf16>, %kc: memref<?x2x32x64xf
 //       CHECK:             memref.load %[[MASK]][%[[B]], %[[H]], %[[QB]], %[[KB]]]
 //       CHECK:             arith.ori
 //       CHECK:             memref.store %{{.+}}, %[[FLAGS]][%[[KB]]]
-// The chunk's own blocks are always in.
-//       CHECK:       scf.for %[[KB2:[a-z0-9_-]+]] = %[[FIRST]] to %[[NUM_BLOCKS]]
+// The chunk's own blocks that the row's queries see are always in: up to
+// last(Qb - 1), i.e. every block of the context here (one table per group).
+//       CHECK:       %[[CHUNK_END:[a-z0-9_-]+]] = arith.minui %{{.+}}, %[[NUM_BLOCKS]]
+//       CHECK:       scf.for %[[KB2:[a-z0-9_-]+]] = %[[FIRST]] to %[[CHUNK_END]]
 //       CHECK:         memref.store %c1_i8, %[[FLAGS]][%[[KB2]]]
 // Ascending table and count, then -1 padding.
 //       CHECK:       %[[N:[a-z0-9_-]+]] = scf.for %[[KB3:[a-z0-9_-]+]] = %c0 to %[[KB_CAP]] {{.+}} iter_args(%[[CUR:[a-z0-9_-]+]] = %c0) -> (index)
@@ -141,6 +144,37 @@ func.func @block_union(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: ind
   compact.block_union %mask, %lens, %c into %table, %counts
       {block_size = 128, kv_heads = 4, exec_group_size = 4}
       : memref<?x16x?x?xi8>, memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}
+
+// -----
+
+// One table per query block (table rows given at run time): row r of
+// T = rows / E rows per group (E = 16 heads / s = 1) serves group r / T and,
+// when T != 1, query block r % T alone.
+// CHECK-LABEL: func @block_union_per_query_block
+//  CHECK-SAME:   (%[[MASK:[a-z0-9]+]]: memref<?x16x?x?xi8>, %{{.+}}: memref<?xi32>, %{{.+}}: index, %[[TABLE:[a-z0-9]+]]: memref<?x?x?xi32>, %[[COUNTS:[a-z0-9]+]]: memref<?x?xi32>)
+//       CHECK:   %[[QBS:[a-z0-9_-]+]] = memref.dim %[[MASK]], %c2
+//       CHECK:   %[[ROWS:[a-z0-9_-]+]] = memref.dim %[[TABLE]], %c1
+//       CHECK:   %[[T_RAW:[a-z0-9_-]+]] = arith.divui %[[ROWS]], %c16
+//       CHECK:   %[[T:[a-z0-9_-]+]] = arith.maxui %[[T_RAW]], %c1
+//       CHECK:   %[[PER_QB:[a-z0-9_-]+]] = arith.cmpi ne, %[[T]], %c1
+//       CHECK:     scf.for %[[ROW:[a-z0-9_-]+]] = %c0 to %[[ROWS]]
+//       CHECK:       %[[E:[a-z0-9_-]+]] = arith.divui %[[ROW]], %[[T]]
+//       CHECK:       %[[QB_OF_ROW:[a-z0-9_-]+]] = arith.remui %[[ROW]], %[[T]]
+//       CHECK:       %[[QB_BEGIN:[a-z0-9_-]+]] = arith.select %[[PER_QB]], %[[QB_OF_ROW]], %c0
+//       CHECK:       %[[QB_NEXT:[a-z0-9_-]+]] = arith.addi %[[QB_OF_ROW]], %c1
+//       CHECK:       %[[QB_END:[a-z0-9_-]+]] = arith.select %[[PER_QB]], %[[QB_NEXT]], %[[QBS]]
+//       CHECK:       scf.for %[[H:[a-z0-9_-]+]] = {{.+}} {
+//       CHECK:         scf.for %[[QB:[a-z0-9_-]+]] = %[[QB_BEGIN]] to %[[QB_END]]
+//       CHECK:           memref.load %[[MASK]][%{{.+}}, %[[H]], %[[QB]], %{{.+}}]
+//       CHECK:       memref.store %{{.+}}, %[[COUNTS]][%{{.+}}, %[[ROW]]]
+func.func @block_union_per_query_block(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>,
+                                       %c: index, %table: memref<?x?x?xi32>,
+                                       %counts: memref<?x?xi32>) {
+  compact.block_union %mask, %lens, %c into %table, %counts
+      {block_size = 128, kv_heads = 4, exec_group_size = 1}
+      : memref<?x16x?x?xi8>, memref<?xi32> into memref<?x?x?xi32>, memref<?x?xi32>
   return
 }
 

@@ -252,7 +252,7 @@ func.func @block_union_group(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %
 
 func.func @block_union_tables(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: index,
     %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
-  // expected-error @below {{operand 'table' dim 1 (execution groups) must be 8 to match query heads / exec_group_size (16 / 2), got 4}}
+  // expected-error @below {{operand 'table' dim 1 (table rows, 4) must be E = query heads / exec_group_size (16 / 2 = 8) or a multiple of it (one table per query block)}}
   compact.block_union %mask, %lens, %c into %table, %counts
       {block_size = 128, kv_heads = 4, exec_group_size = 2}
       : memref<?x16x?x?xi8>, memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
@@ -263,10 +263,22 @@ func.func @block_union_tables(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, 
 
 func.func @block_union_counts(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: index,
     %table: memref<?x4x?xi32>, %counts: memref<?x8xi32>) {
-  // expected-error @below {{operand 'counts' dim 1 (execution groups) must be 4 to match query heads / exec_group_size (16 / 4), got 8}}
+  // expected-error @below {{operand 'counts' dim 1 (table rows) must be 4 to match 'table' dim 1, got 8}}
   compact.block_union %mask, %lens, %c into %table, %counts
       {block_size = 128, kv_heads = 4, exec_group_size = 4}
       : memref<?x16x?x?xi8>, memref<?xi32> into memref<?x4x?xi32>, memref<?x8xi32>
+  return
+}
+
+// -----
+
+// One table per query block: E * Qb rows (Qb = 8 here), nothing in between.
+func.func @block_union_query_block_tables(%mask: memref<?x16x8x?xi8>, %lens: memref<?xi32>,
+    %c: index, %table: memref<?x12x?xi32>, %counts: memref<?x12xi32>) {
+  // expected-error @below {{operand 'table' dim 1 (table rows, 12) must be E = query heads / exec_group_size (16 / 4 = 4) or E * Qb (one table per query block, 4 * 8 = 32)}}
+  compact.block_union %mask, %lens, %c into %table, %counts
+      {block_size = 128, kv_heads = 4, exec_group_size = 4}
+      : memref<?x16x8x?xi8>, memref<?xi32> into memref<?x12x?xi32>, memref<?x12xi32>
   return
 }
 
@@ -333,7 +345,7 @@ func.func @score_select_union_group(%q: memref<?x?x16x128xbf16>, %pooled: memref
 
 func.func @score_select_union_tables(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?x128xf32>,
     %lens: memref<?xi32>, %table: memref<?x8x?xi32>, %counts: memref<?x8xi32>) {
-  // expected-error @below {{operand 'table' dim 1 (execution groups) must be 16 to match query heads / exec_group_size (16 / 1), got 8}}
+  // expected-error @below {{operand 'table' dim 1 (table rows, 8) must be E = query heads / exec_group_size (16 / 1 = 16) or a multiple of it (one table per query block)}}
   compact.score_select_union %q, %pooled, %lens into %table, %counts
       {block_size = 128, exec_group_size = 1, mode = #compact.threshold<rowmax_log>,
        threshold = 0.06 : f32}
@@ -444,10 +456,38 @@ func.func @paged_attention_exec_group(%q: memref<?x?x16x128xbf16>, %kc: memref<?
 func.func @paged_attention_counts(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
     %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
     %table: memref<?x4x?xi32>, %counts: memref<?x8xi32>, %out: memref<?x?x16x128xbf16>) {
-  // expected-error @below {{operand 'block_counts' dim 1 (execution groups) must be 4 to match 'block_table' dim 1, got 8}}
+  // expected-error @below {{operand 'block_counts' dim 1 (table rows) must be 4 to match 'block_table' dim 1, got 8}}
   compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out {block_size = 128}
       : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
         memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x8xi32> into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+func.func @paged_attention_query_block_tables(%q: memref<?x1000x16x128xbf16>,
+    %kc: memref<?x64x4x128xbf16>, %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+    %lens: memref<?xi32>, %table: memref<?x16x?xi32>, %counts: memref<?x16xi32>,
+    %out: memref<?x1000x16x128xbf16>) {
+  // expected-error @below {{operand 'block_table' dim 1 (table rows, 16) must be E = query heads / exec_group_size (16 / 4 = 4) or E * Qb (one table per query block, 4 * 8 = 32)}}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128, exec_group_size = 4}
+      : memref<?x1000x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x16x?xi32>, memref<?x16xi32>
+        into memref<?x1000x16x128xbf16>
+  return
+}
+
+// -----
+
+func.func @paged_attention_exec_group(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+    %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
+    %table: memref<?x?x?xi32>, %counts: memref<?x?xi32>, %out: memref<?x?x16x128xbf16>) {
+  // expected-error @below {{execution group size 'exec_group_size' (3) must divide the query heads per kv head (4)}}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128, exec_group_size = 3}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x?x?xi32>, memref<?x?xi32> into memref<?x?x16x128xbf16>
   return
 }
 
@@ -493,7 +533,7 @@ func.func @paged_attention_element_type(%q: memref<?x?x16x128xi32>, %kc: memref<
 // -----
 
 func.func @dense_table_groups(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %counts: memref<?x8xi32>) {
-  // expected-error @below {{operand 'counts' dim 1 (execution groups) must be 4 to match 'table' dim 1, got 8}}
+  // expected-error @below {{operand 'counts' dim 1 (table rows) must be 4 to match 'table' dim 1, got 8}}
   compact.dense_table %lens into %table, %counts {block_size = 128}
       : memref<?xi32> into memref<?x4x?xi32>, memref<?x8xi32>
   return

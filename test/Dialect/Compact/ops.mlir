@@ -71,6 +71,21 @@ func.func @block_union(%mask: memref<?x16x?x?xi8>, %lens: memref<?xi32>, %c: ind
 
 // -----
 
+// One table per query block: E * Qb = 4 * 8 rows.
+// CHECK-LABEL: func @block_union_per_query_block
+func.func @block_union_per_query_block(%mask: memref<?x16x8x?xi8>, %lens: memref<?xi32>,
+                                       %c: index, %table: memref<?x32x?xi32>,
+                                       %counts: memref<?x32xi32>) {
+  // CHECK: compact.block_union
+  // CHECK-SAME: memref<?x16x8x?xi8>, memref<?xi32> into memref<?x32x?xi32>, memref<?x32xi32>
+  compact.block_union %mask, %lens, %c into %table, %counts
+      {block_size = 128, kv_heads = 4, exec_group_size = 4}
+      : memref<?x16x8x?xi8>, memref<?xi32> into memref<?x32x?xi32>, memref<?x32xi32>
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @select_union
 func.func @select_union(%scores: memref<?x16x8x?xf32>, %lens: memref<?xi32>, %c: index,
                         %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
@@ -133,5 +148,23 @@ func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xb
       : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
         memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
         into memref<?x?x16x128xbf16>, memref<?x16x?xf32>
+  return
+}
+
+// -----
+
+// Table rows given at run time (E, or E * Qb): the execution group size is an
+// attribute.
+// CHECK-LABEL: func @paged_attention_dynamic_rows
+func.func @paged_attention_dynamic_rows(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                                        %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                                        %lens: memref<?xi32>, %table: memref<?x?x?xi32>,
+                                        %counts: memref<?x?xi32>, %out: memref<?x?x16x128xbf16>) {
+  // CHECK: compact.paged_attention {{.*}} {block_size = 128 : i64, exec_group_size = 1 : i64}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128, exec_group_size = 1}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x?x?xi32>, memref<?x?xi32>
+        into memref<?x?x16x128xbf16>
   return
 }

@@ -170,17 +170,40 @@ LogicalResult verifyExecGroup(Operation *op, int64_t s, int64_t g,
                            << g << ")";
 }
 
-/// Tables [B, E, Kb] and counts [B, E] for Hq query heads in groups of s.
+/// Tables [B, E * T, Kb] and counts [B, E * T] for Hq query heads in groups of
+/// s: T = 1 (one table per group) or T = Qb (one per group and query block;
+/// `queryBlocks` is Qb where static).
 LogicalResult verifyTables(ShapeChecker &check, const NamedMemRef &table,
-                           const NamedMemRef &counts, int64_t qHeads,
-                           int64_t s) {
+                           const NamedMemRef &counts, int64_t qHeads, int64_t s,
+                           std::optional<int64_t> queryBlocks) {
   int64_t groups = qHeads / s;
-  std::string source = "query heads / exec_group_size (" +
-                       std::to_string(qHeads) + " / " + std::to_string(s) + ")";
-  if (failed(check.dimIs(table, 1, groups, "execution groups", source)) ||
-      failed(check.dimIs(counts, 1, groups, "execution groups", source)))
+  if (failed(check.sameDim(table, 1, counts, 1, "table rows")))
     return failure();
+  int64_t rows = table.dim(1);
+  if (!ShapedType::isDynamic(rows)) {
+    bool valid = queryBlocks ? (rows == groups || rows == groups * *queryBlocks)
+                             : rows % groups == 0;
+    if (!valid) {
+      InFlightDiagnostic diag = check.op->emitOpError()
+                                << "operand '" << table.name << "' dim 1 (table rows, " << rows
+                                << ") must be E = query heads / exec_group_size (" << qHeads
+                                << " / " << s << " = " << groups << ")";
+      if (queryBlocks)
+        diag << " or E * Qb (one table per query block, " << groups << " * " << *queryBlocks
+             << " = " << groups * *queryBlocks << ")";
+      else
+        diag << " or a multiple of it (one table per query block)";
+      return diag;
+    }
+  }
   return check.sameBatch({table, counts});
+}
+
+/// Qb = ceil(C / bs) where the chunk length is a static dim.
+std::optional<int64_t> staticQueryBlocks(int64_t chunkLen, int64_t blockSize) {
+  if (ShapedType::isDynamic(chunkLen))
+    return std::nullopt;
+  return (chunkLen + blockSize - 1) / blockSize;
 }
 
 LogicalResult verifyThreshold(Operation *op, ThresholdMode mode,
@@ -208,7 +231,9 @@ LogicalResult verifyUnionOf(ShapeChecker &check, const NamedMemRef &rows,
            << ") must divide the query heads of '" << rows.name << "' (dim 1, "
            << *hq << ")";
   if (failed(verifyExecGroup(check.op, s, *hq / kvHeads, "'exec_group_size'")) ||
-      failed(verifyTables(check, table, counts, *hq, s)) ||
+      failed(verifyTables(check, table, counts, *hq, s,
+                          ShapedType::isDynamic(rows.dim(2)) ? std::nullopt
+                                                             : std::optional(rows.dim(2)))) ||
       failed(check.sameDim(rows, 3, table, 2, "kv block capacity")))
     return failure();
   return check.sameBatch({rows, table});
@@ -369,7 +394,8 @@ LogicalResult ScoreSelectUnionOp::verify() {
     return failure();
   int64_t g = *hq / pooled.dim(1);
   if (failed(verifyExecGroup(*this, getExecGroupSize(), g, "'exec_group_size'")) ||
-      failed(verifyTables(check, table, counts, *hq, getExecGroupSize())) ||
+      failed(verifyTables(check, table, counts, *hq, getExecGroupSize(),
+                          staticQueryBlocks(q.dim(1), getBlockSize()))) ||
       failed(check.sameDim(pooled, 2, table, 2, "kv block capacity")))
     return failure();
   return check.sameBatch({q, table});
@@ -383,7 +409,7 @@ LogicalResult DenseTableOp::verify() {
   ShapeChecker check(*this);
   NamedMemRef lens("ctx_lens", getCtxLens()), table("table", getTable()),
       counts("counts", getCounts());
-  if (failed(check.sameDim(table, 1, counts, 1, "execution groups")))
+  if (failed(check.sameDim(table, 1, counts, 1, "table rows")))
     return failure();
   return check.sameBatch({lens, table, counts});
 }
@@ -396,7 +422,9 @@ float PagedAttentionOp::getEffectiveScale() {
   return effectiveScale(getScaleAttr(), getQ().getType());
 }
 
-int64_t PagedAttentionOp::getExecGroupSize() {
+int64_t PagedAttentionOp::getEffectiveExecGroupSize() {
+  if (std::optional<uint64_t> s = getExecGroupSize())
+    return int64_t(*s);
   return getQ().getType().getDimSize(2) / getBlockTable().getType().getDimSize(1);
 }
 
@@ -422,16 +450,26 @@ LogicalResult PagedAttentionOp::verify() {
   if (failed(g))
     return failure();
 
-  FailureOr<int64_t> groups = check.staticDim(table, 1, "execution groups");
-  if (failed(groups))
+  int64_t s = 0;
+  if (std::optional<uint64_t> attr = getExecGroupSize()) {
+    s = int64_t(*attr);
+  } else {
+    // Without the attribute the table has one row per group: s = Hq / rows.
+    FailureOr<int64_t> groups = check.staticDim(table, 1, "table rows");
+    if (failed(groups))
+      return failure();
+    if (*groups <= 0 || *hq % *groups != 0)
+      return emitOpError() << "operand 'block_table' dim 1 (execution groups, " << *groups
+                           << ") must divide the query heads (" << *hq
+                           << "), or give 'exec_group_size'";
+    s = *hq / *groups;
+  }
+  if (failed(verifyExecGroup(*this, s, *g,
+                             getExecGroupSize() ? "'exec_group_size'"
+                                                : "query heads / 'block_table' dim 1")))
     return failure();
-  if (*groups <= 0 || *hq % *groups != 0)
-    return emitOpError() << "operand 'block_table' dim 1 (execution groups, "
-                         << *groups << ") must divide the query heads (" << *hq
-                         << ")";
-  if (failed(verifyExecGroup(*this, *hq / *groups, *g,
-                             "query heads / 'block_table' dim 1")) ||
-      failed(check.sameDim(table, 1, counts, 1, "execution groups")) ||
+  if (failed(verifyTables(check, table, counts, *hq, s,
+                          staticQueryBlocks(q.dim(1), getBlockSize()))) ||
       failed(check.sameBatch({q, pageTable, lens, table, counts})))
     return failure();
 

@@ -222,18 +222,27 @@ def Compact_BlockUnionOp : Compact_Op<"block_union"> {
   let description = [{
     Execution group `e` of sequence `b` is query heads `[e * s, (e + 1) * s)`,
     which share KV head `e * s / G` (`s` divides `G`; `s = G` is the paper's
-    group union, `s = 1` per-head tables). Its table is the ascending list of
-    the KV blocks `kb < ceil(L_b / bs)` with
+    group union, `s = 1` per-head tables). The table has `T` rows per group,
+    `T = (table dim 1) / E` with `E = Hq / s`:
+
+    * `T = 1`: row `e` serves every query block of the chunk (the union over
+      query blocks, the paper's table);
+    * `T = Qb`: row `e * Qb + qb` serves query block `qb` alone (the union
+      over the group's heads only; with `s = 1` it is the mask row itself).
+
+    A row serving the query blocks `Q` holds the ascending list of the KV
+    blocks `kb < ceil(L_b / bs)` with
 
     ```
-    (OR_{h in e, qb < Qb, kb <= last(qb)} mask[b, h, qb, kb] != 0)
-        OR  P_b / bs <= kb          (the chunk's own blocks are always in)
+    (OR_{h in e, qb in Q, kb <= last(qb)} mask[b, h, qb, kb] != 0)
+        OR  P_b / bs <= kb <= max_{qb in Q} last(qb)
     ```
 
-    written to `table[b, e, 0 .. count)`, the count to `counts[b, e]`, and
-    `-1` to the rest of the row. Pairs that are not causally valid do not
-    count, whatever the mask holds. This is the smallest table that keeps
-    every block any query row of the group selected.
+    (the chunk's own blocks that its queries see are always in), written to
+    `table[b, row, 0 .. count)`, the count to `counts[b, row]`, and `-1` to
+    the rest of the row. Pairs that are not causally valid do not count,
+    whatever the mask holds. This is the smallest table that keeps every
+    block any query row it serves selected.
 
     Example:
 
@@ -247,8 +256,8 @@ def Compact_BlockUnionOp : Compact_Op<"block_union"> {
     Arg<Compact_MaskMemRef, "block mask [B, Hq, Qb, Kb]", [MemRead]>:$mask,
     Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
     Index:$chunk_len,
-    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemWrite]>:$table,
-    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemWrite]>:$counts,
+    Arg<Compact_I32MemRef3D, "block tables [B, E * T, Kb]", [MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemWrite]>:$counts,
     Compact_PositiveI64Attr:$block_size,
     Compact_PositiveI64Attr:$kv_heads,
     Compact_PositiveI64Attr:$exec_group_size);
@@ -285,8 +294,8 @@ def Compact_SelectUnionOp : Compact_Op<"select_union"> {
     Arg<Compact_ScoreMemRef, "block scores [B, Hq, Qb, Kb]", [MemRead]>:$scores,
     Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
     Index:$chunk_len,
-    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemWrite]>:$table,
-    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemWrite]>:$counts,
+    Arg<Compact_I32MemRef3D, "block tables [B, E * T, Kb]", [MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemWrite]>:$counts,
     Compact_PositiveI64Attr:$block_size,
     Compact_PositiveI64Attr:$kv_heads,
     Compact_PositiveI64Attr:$exec_group_size), SelectionParams);
@@ -324,8 +333,8 @@ def Compact_ScoreSelectUnionOp : Compact_Op<"score_select_union"> {
     Arg<Compact_DataMemRef, "chunk queries [B, C, Hq, D]", [MemRead]>:$q,
     Arg<Compact_PooledMemRef, "pooled keys [B, Hkv, Kb, D]", [MemRead]>:$pooled,
     Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
-    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemWrite]>:$table,
-    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemWrite]>:$counts,
+    Arg<Compact_I32MemRef3D, "block tables [B, E * T, Kb]", [MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemWrite]>:$counts,
     Compact_PositiveI64Attr:$block_size,
     OptionalAttr<F32Attr>:$scale,
     Compact_PositiveI64Attr:$exec_group_size), SelectionParams);
@@ -348,8 +357,9 @@ def Compact_ScoreSelectUnionOp : Compact_Op<"score_select_union"> {
 def Compact_DenseTableOp : Compact_Op<"dense_table"> {
   let summary = "block tables that hold every block of the context";
   let description = [{
-    Writes `table[b, e] = [0, 1, .., ceil(L_b / bs) - 1, -1, ..]` and
-    `counts[b, e] = ceil(L_b / bs)` for every execution group: with these
+    Writes `table[b, r] = [0, 1, .., ceil(L_b / bs) - 1, -1, ..]` and
+    `counts[b, r] = ceil(L_b / bs)` for every table row `r` (of any of the
+    layouts of `compact.block_union`): with these
     tables `compact.paged_attention` is dense causal attention (the first
     chunk of a prompt, and chunks whose union is too dense to pay).
 
@@ -362,8 +372,8 @@ def Compact_DenseTableOp : Compact_Op<"dense_table"> {
   }];
   let arguments = (ins
     Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
-    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemWrite]>:$table,
-    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemWrite]>:$counts,
+    Arg<Compact_I32MemRef3D, "block tables [B, E * T, Kb]", [MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemWrite]>:$counts,
     Compact_PositiveI64Attr:$block_size);
   let assemblyFormat = [{
     $ctx_lens `into` $table `,` $counts attr-dict `:` type($ctx_lens) `into`
@@ -380,8 +390,9 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
   let summary = "dense attention of each execution group over its block table";
   let description = [{
     For query row `t` of head `h` of sequence `b` (position `p = P_b + t`,
-    execution group `e = h / s` with `s = Hq / E`), the keys are the tokens
-    `j <= p` of the blocks `block_table[b, e, 0 .. block_counts[b, e])`, read in
+    execution group `e = h / s`), the keys are the tokens `j <= p` of the
+    blocks `block_table[b, r, 0 .. block_counts[b, r])` of its table row `r`,
+    read in
     place: token `j` lives in page `page_table[b][j / PS]`, slot `j % PS`, KV
     head `h / G`. Then
 
@@ -389,6 +400,11 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
     out[b, t, h] = softmax_j(scale * q[b, t, h] . k_j) . v_j
     lse[b, h, t] = log sum_j exp(scale * q[b, t, h] . k_j)
     ```
+
+    The table has `T` rows per group as `compact.block_union` writes them:
+    `r = e` when `T = 1`, `r = e * Qb + t / bs` when `T = Qb` (one table per
+    query block). `s` is the `exec_group_size` attribute or, without it,
+    `Hq / (block_table dim 1)` (one table per group, a static dim).
 
     A row that sees no key gets zeros (and `lse = -inf`). Dense attention is
     the same op with every block in the table. The `s` heads of a group and
@@ -412,13 +428,14 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
     Arg<Compact_DataMemRef, "value cache", [MemRead]>:$v_cache,
     Arg<Compact_I32MemRef2D, "page table [B, max_pages]", [MemRead]>:$page_table,
     Arg<Compact_I32MemRef1D, "context lengths after the chunk [B]", [MemRead]>:$ctx_lens,
-    Arg<Compact_I32MemRef3D, "block tables [B, E, Kb]", [MemRead]>:$block_table,
-    Arg<Compact_I32MemRef2D, "block counts [B, E]", [MemRead]>:$block_counts,
+    Arg<Compact_I32MemRef3D, "block tables [B, E * T, Kb]", [MemRead]>:$block_table,
+    Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemRead]>:$block_counts,
     Arg<Compact_DataMemRef, "output [B, C, Hq, D]", [MemWrite]>:$out,
     Arg<Optional<Compact_LseMemRef>, "log-sum-exp [B, Hq, C]", [MemWrite]>:$lse,
     Compact_PositiveI64Attr:$block_size,
     DefaultValuedAttr<Compact_KVLayoutAttr, "::mlir::compact::KVLayout::NHD">:$layout,
-    OptionalAttr<F32Attr>:$scale);
+    OptionalAttr<F32Attr>:$scale,
+    OptionalAttr<Compact_PositiveI64Attr>:$exec_group_size);
   let assemblyFormat = [{
     $q `,` $k_cache `,` $v_cache `,` $page_table `,` $ctx_lens `,` $block_table
     `,` $block_counts `into` $out (`,` $lse^)? attr-dict `:` type($q) `,`
@@ -429,8 +446,8 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
   let extraClassDeclaration = [{
     /// The softmax scale: the attribute, or 1 / sqrt(head dim).
     float getEffectiveScale();
-    /// Query heads per execution group (s = Hq / E).
-    int64_t getExecGroupSize();
+    /// Query heads per execution group: the attribute, or Hq / (table dim 1).
+    int64_t getEffectiveExecGroupSize();
   }];
   let hasVerifier = 1;
 }

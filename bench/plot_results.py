@@ -1,0 +1,183 @@
+"""Plots and tables of docs/performance.md from the committed JSON under
+bench/results/ (no GPU needed; needs matplotlib).
+
+    python3 bench/plot_results.py [--date 2026-11-30]
+"""
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+IMAGES = ROOT / "docs" / "images"
+
+STYLE = {
+    "sdpa_flash": ("SDPA flash (dense)", "0.4", "s"),
+    "compact_dense": ("ours, dense", "tab:gray", "D"),
+    "flex_sparse": ("FlexAttention block-sparse (no selection)", "tab:orange", "^"),
+    "compact_s4": ("ours, s = G = 4 (group union)", "tab:blue", "o"),
+    "compact_s1": ("ours, s = 1 (per-head tables)", "tab:green", "o"),
+}
+
+
+def load(name):
+    return json.loads((RESULTS / name).read_text())
+
+
+def key(row):
+    return row["method"] + (f"_s{row['s']}" if row["method"] == "compact" else "")
+
+
+def prefill_speedups(grid):
+    """Whole-prefill speedup over SDPA flash per (B, C), against L."""
+    by = defaultdict(dict)
+    for r in grid["rows"]:
+        by[(r["B"], r["C"], r["L"])][key(r)] = r["prefill_ms"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    for i, B in enumerate((1, 8)):
+        for j, C in enumerate((512, 1024, 2048)):
+            ax = axes[i][j]
+            Ls = sorted(L for (b, c, L) in by if b == B and c == C)
+            for k in ("compact_s1", "compact_s4", "flex_sparse", "compact_dense"):
+                ys = [by[(B, C, L)]["sdpa_flash"] / by[(B, C, L)][k] for L in Ls]
+                label, color, marker = STYLE[k]
+                ax.plot([L // 1024 for L in Ls], ys, marker=marker, color=color, label=label)
+            ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
+            ax.set_title(f"B = {B}, C = {C}")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks([32, 64, 128], ["32K", "64K", "128K"])
+            ax.set_ylabel("speedup over SDPA flash")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Whole chunked prefill of one layer (ours includes append, pooling, selection)")
+    fig.tight_layout()
+    fig.savefig(IMAGES / "prefill-speedup.png", dpi=110)
+    plt.close(fig)
+    return by
+
+
+def stage_breakdown(last):
+    """Last chunk (C = 1024): selection and attention per method."""
+    rows = defaultdict(dict)
+    for r in last["rows"]:
+        rows[(r["B"], r["L"])][key(r)] = r
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, B in zip(axes, (1, 8)):
+        Ls = sorted(L for (b, L) in rows if b == B)
+        names = [("compact_s4", "ours s=4"), ("compact_s1", "ours s=1"),
+                 ("gather_dense", "gather + flash")]
+        width = 0.25
+        for n, (k, label) in enumerate(names):
+            sel = [rows[(B, L)][k]["select_ms"] for L in Ls]
+            att = [rows[(B, L)][k]["attention_ms"] for L in Ls]
+            xs = [x + (n - 1) * width for x in range(len(Ls))]
+            color = {"compact_s4": "tab:blue", "compact_s1": "tab:green",
+                     "gather_dense": "tab:red"}[k]
+            ax.bar(xs, sel, width, color="tab:purple", label="selection" if n == 0 else None)
+            ax.bar(xs, att, width, bottom=sel, color=color,
+                   label=f"{label}: attention" + (" (gather incl.)" if k == "gather_dense" else ""))
+        ax.set_xticks(range(len(Ls)), [f"{L // 1024}K" for L in Ls])
+        ax.set_ylabel("ms (last chunk)")
+        ax.set_title(f"B = {B}, C = 1024; dense SDPA: " +
+                     ", ".join(f"{rows[(B, L)]['sdpa_flash']['last_chunk_ms']:.1f}" for L in Ls) +
+                     " ms")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMAGES / "last-chunk-stages.png", dpi=110)
+    plt.close(fig)
+    return rows
+
+
+def frontier(sweep):
+    """Relative error against dense vs whole-prefill time, per alpha."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, B in zip(axes, (8, 1)):
+        pts = defaultdict(list)
+        for r in sweep["rows"]:
+            if r["B"] == B and r["method"] != "sdpa_flash" and "alpha" in r:
+                pts[key(r)].append((r["prefill_ms"], r["err_vs_dense"], r["alpha"]))
+        for k, ps in pts.items():
+            ps.sort(key=lambda p: p[2])
+            label, color, marker = STYLE[k]
+            ax.plot([p[0] for p in ps], [p[1] for p in ps], marker=marker, color=color,
+                    label=label, ls="-")
+            for t, e, a in ps:
+                ax.annotate(f"{a:g}", (t, e), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel("whole prefill, ms")
+        ax.set_ylabel("relative error vs dense (last chunk)")
+        ax.set_title(f"B = {B}, C = 1024, L = 128K (labels: alpha)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMAGES / "frontier.png", dpi=110)
+    plt.close(fig)
+
+
+def dense_throughput(last):
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, label, color in (("compact_dense", "ours (wgmma v2)", "tab:blue"),
+                                 ("sdpa_flash", "SDPA flash", "0.4"),
+                                 ("sdpa_cudnn", "SDPA cuDNN", "tab:red")):
+        for B, ls in ((8, "-"), (1, "--")):
+            pts = sorted((r["L"], r["tflops"]) for r in last["rows"]
+                         if r["method"] == method and r["B"] == B)
+            ax.plot([p[0] // 1024 for p in pts], [p[1] for p in pts], ls=ls, marker="o",
+                    color=color, label=f"{label}, B = {B}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([32, 64, 128], ["32K", "64K", "128K"])
+    ax.set_ylabel("TFLOP/s (useful, last chunk)")
+    ax.set_title("Dense causal attention of the last chunk, C = 1024")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMAGES / "dense-throughput.png", dpi=110)
+    plt.close(fig)
+
+
+def tables(by, last):
+    print("| B | C | L | SDPA flash | ours dense | Flex sparse | ours s=4 | ours s=1 | "
+          "s=4 vs SDPA | s=1 vs SDPA | s=1 vs Flex |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (B, C, L), r in sorted(by.items()):
+        print(f"| {B} | {C} | {L // 1024}K | {r['sdpa_flash']:.1f} | {r['compact_dense']:.1f} | "
+              f"{r['flex_sparse']:.1f} | {r['compact_s4']:.1f} | {r['compact_s1']:.1f} | "
+              f"{r['sdpa_flash'] / r['compact_s4']:.1f}x | {r['sdpa_flash'] / r['compact_s1']:.1f}x"
+              f" | {r['flex_sparse'] / r['compact_s1']:.2f}x |")
+    print()
+    print("| B | L | SDPA flash | cuDNN | ours dense | TFLOP/s ours / SDPA | select | "
+          "s=4 attn | s=4 union | s=1 attn | s=1 union | gather + flash |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (B, L), r in sorted(last.items()):
+        print(f"| {B} | {L // 1024}K | {r['sdpa_flash']['last_chunk_ms']:.2f} | "
+              f"{r['sdpa_cudnn']['last_chunk_ms']:.2f} | {r['compact_dense']['last_chunk_ms']:.2f} | "
+              f"{r['compact_dense']['tflops']:.0f} / {r['sdpa_flash']['tflops']:.0f} | "
+              f"{r['compact_s4']['select_ms']:.3f} | {r['compact_s4']['attention_ms']:.2f} | "
+              f"{r['compact_s4']['density_union']:.3f} | {r['compact_s1']['attention_ms']:.2f} | "
+              f"{r['compact_s1']['density_union']:.3f} | {r['gather_dense']['attention_ms']:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--date", default="2026-11-30")
+    args = ap.parse_args()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    grid = load(f"prefill-grid-{args.date}.json")
+    last = load(f"last-chunk-{args.date}.json")
+    by = prefill_speedups(grid)
+    rows = stage_breakdown(last)
+    frontier(load(f"frontier-{args.date}.json"))
+    dense_throughput(last)
+    tables(by, rows)
+
+
+if __name__ == "__main__":
+    main()
