@@ -170,8 +170,10 @@ def bench_compact(rt, st, rows, alpha=0.06, sink=2, window=4):
     lens = st.lens_full
     out = torch.empty_like(st.q)
     res = {}
-    for s in (G, 1):
-        E = Hq // s
+    Qb = -(-C // BLOCK)
+    for s, per_qb in ((G, False), (1, False), (1, True)):
+        # One table per execution group, or one per group and query block.
+        E = Hq // s * (Qb if per_qb else 1)
         table = torch.empty((B, E, st.Kb), dtype=torch.int32, device="cuda")
         counts = torch.empty((B, E), dtype=torch.int32, device="cuda")
 
@@ -195,13 +197,14 @@ def bench_compact(rt, st, rows, alpha=0.06, sink=2, window=4):
         density_union = float(counts.double().mean() / nb)
         # Keys each row attends: union blocks that are causally visible.
         flops = causal_flops(B, C, L) * density_union
-        res[s] = (t_total, t_select, t_attend, density_union)
+        res[(s, per_qb)] = (t_total, t_select, t_attend, density_union)
         if s == G:
             gather_row = bench_gather_dense(st, table, counts, out, t_select)
             if gather_row:
                 gather_row["density_union"] = density_union
                 rows.append(gather_row)
         rows.append({"method": "compact", "B": B, "C": C, "L": L, "s": s, "alpha": alpha,
+                     "per_query_block": per_qb,
                      "last_chunk_ms": t_total, "select_ms": t_select, "attention_ms": t_attend,
                      "prefill_ms": None, "tflops": flops / t_attend / 1e9,
                      "density_union": density_union})
@@ -220,7 +223,8 @@ def main():
     rows = []
     C = 1024
     print(f"{'B':>2} {'L':>7} {'ours dense':>11} {'sdpa flash':>11} {'cudnn':>8} {'TF/s ours':>9} "
-          f"{'TF/s sdpa':>9} {'err':>8} {'compact s=4':>12} {'sel':>6} {'dens':>6} {'s=1':>8}",
+          f"{'TF/s sdpa':>9} {'err':>8} {'compact s=4':>12} {'sel':>6} {'dens':>6} {'s=1':>8} "
+          f"{'s=1 qb':>8}",
           flush=True)
     for B in map(int, args.batches.split(",")):
         for L in map(int, args.contexts.split(",")):
@@ -231,8 +235,9 @@ def main():
             print(f"{B:>2} {L:>7} {dense['compact_dense']:>9.3f}ms {dense['sdpa_flash']:>9.3f}ms "
                   f"{dense.get('sdpa_cudnn', float('nan')):>6.3f}ms "
                   f"{fl / dense['compact_dense'] / 1e9:>9.1f} {fl / dense['sdpa_flash'] / 1e9:>9.1f} "
-                  f"{err:>8.1e} {comp[G][0]:>10.3f}ms {comp[G][1]:>6.3f} {comp[G][3]:>6.3f} "
-                  f"{comp[1][0]:>6.3f}ms", flush=True)
+                  f"{err:>8.1e} {comp[(G, False)][0]:>10.3f}ms {comp[(G, False)][1]:>6.3f} "
+                  f"{comp[(G, False)][3]:>6.3f} {comp[(1, False)][0]:>6.3f}ms "
+                  f"{comp[(1, True)][0]:>6.3f}ms", flush=True)
             del st
             torch.cuda.empty_cache()
     result = {

@@ -258,13 +258,16 @@ def main():
             add("sdpa_flash", *run_sdpa(pt))
         for alpha in alphas:
             if "compact" in methods:
-                for s in (G, 1):
+                # s = G (group union), s = 1 (per-head tables), and s = 1 with
+                # one table per query block (the block-sparse mask itself).
+                for s, per_qb in ((G, False), (1, False), (1, True)):
                     plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s, alpha=alpha,
-                                          sink=SINK, window=WINDOW)
+                                          sink=SINK, window=WINDOW, per_query_block=per_qb,
+                                          max_chunk_len=C)
                     run_ours(pt, plan)  # warm-up (and fills the cache / pooled keys)
                     ms, out = run_ours(pt, plan)
-                    table, counts = plan.tables(B)
-                    add("compact", ms, out, s=s, alpha=alpha,
+                    table, counts = plan.tables()
+                    add("compact", ms, out, s=s, per_query_block=per_qb, alpha=alpha,
                         density_union=float(counts.double().mean() / pt.Kb))
             if "flex_sparse" in methods:
                 # pooled keys are those of the whole prompt now; the chunk's
@@ -289,6 +292,7 @@ def main():
         line = f"B={B} C={C} L={L}:"
         for row, _ in here:
             name = row["method"] + (f"_s{row['s']}" if "s" in row else "")
+            name += "_qb" if row.get("per_query_block") else ""
             name += f"@{row['alpha']}" if "alpha" in row else ""
             line += f" {name}={row['prefill_ms']:.2f}ms"
             if "density_union" in row:

@@ -67,10 +67,15 @@ def reference_attention(case, table, counts, s, scale=None):
             V = gather_keys(case, case["v_cache"], b, kv).double()
             for h in range(kv * G, (kv + 1) * G):
                 e = h // s
-                blocks = table[b, e, : int(counts[b, e])].long()
-                in_table = torch.zeros(-(-L // bs), dtype=torch.bool, device=out.device)
-                in_table[blocks] = True
-                allowed = causal & in_table[j // bs][None, :]
+                # Table rows per group: 1, or Qb (row e * Qb + t // bs).
+                T = table.shape[1] // (Hq // s)
+                t_rows = (e * T + (torch.arange(C, device=out.device) // bs if T > 1 else
+                                   torch.zeros(C, dtype=torch.long, device=out.device)))
+                in_table = torch.zeros((T, -(-L // bs)), dtype=torch.bool, device=out.device)
+                for r in range(T):
+                    blocks = table[b, e * T + r, : int(counts[b, e * T + r])].long()
+                    in_table[r, blocks] = True
+                allowed = causal & in_table[t_rows - e * T][:, j // bs]
                 logits = (case["q"][b, :, h, :].double() @ K.T) * scale
                 logits = logits.masked_fill(~allowed, -math.inf)
                 m = logits.max(dim=1, keepdim=True).values

@@ -8,7 +8,8 @@ import torch
 
 import reference
 from cases import make_case, reference_attention, rel_err
-from compact_attention import CompactError, Runtime
+from compact_attention import ChunkedPrefill, CompactError, Runtime
+from compact_attention.prefill import chunked_prefill_attention, register
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
@@ -126,9 +127,10 @@ def test_tables_are_the_reference_tables(cfg):
         rt.select_blocks(scores, case["lens"], C, mask, alpha, sink, window)
         ref_mask = reference.select_blocks(case, scores, alpha, sink, window)
         assert torch.equal(mask.cpu().to(torch.uint8), ref_mask), "select_blocks"
-        for s in cfg[7]:
-            E = Hq // s
-            ref_table, ref_counts = reference.block_union(case, ref_mask, s)
+        for s, per_qb in [(s, p) for s in cfg[7] for p in (False, True)]:
+            # One table per group, or one per group and query block.
+            E = Hq // s * (qb if per_qb else 1)
+            ref_table, ref_counts = reference.block_union(case, ref_mask, s, per_qb)
             outputs = {}
             for kind in ("unfused", "fused", "external"):
                 table = torch.full((B, E, case["Kb"]), 12345, dtype=torch.int32, device="cuda")
@@ -142,8 +144,8 @@ def test_tables_are_the_reference_tables(cfg):
                     rt.select_union(scores, case["lens"], C, table, counts, alpha, sink, window, s)
                 outputs[kind] = (table.cpu(), counts.cpu())
             for kind, (table, counts) in outputs.items():
-                assert torch.equal(counts, ref_counts), f"{kind} counts, s={s}"
-                assert torch.equal(table, ref_table), f"{kind} table, s={s}"
+                assert torch.equal(counts, ref_counts), f"{kind} counts, s={s} per_qb={per_qb}"
+                assert torch.equal(table, ref_table), f"{kind} table, s={s} per_qb={per_qb}"
 
 
 def test_empty_and_full_masks():
@@ -168,8 +170,8 @@ def test_empty_and_full_masks():
                 assert torch.equal(table.cpu(), dense) and torch.equal(counts.cpu(), dense_counts)
 
 
-def random_tables(gen, case, s, keep):
-    B, E, Kb = case["B"], case["Hq"] // s, case["Kb"]
+def random_tables(gen, case, s, keep, rows_per_group=1):
+    B, E, Kb = case["B"], case["Hq"] // s * rows_per_group, case["Kb"]
     table = torch.full((B, E, Kb), -1, dtype=torch.int32)
     counts = torch.zeros((B, E), dtype=torch.int32)
     for b in range(B):
@@ -193,7 +195,11 @@ def test_attention_matches_fp64(cfg, path):
     for (B, C, max_prefix), keep in zip(ATTENTION_SHAPES, [1.0, 0.3, 0.5, 0.2, 1.0]):
         case = case_for(cfg, gen, B, C, max_prefix)
         for s in cfg[7]:
-            table, counts = random_tables(gen, case, s, keep)
+            # One table per group, or (where a row tile lies in one query
+            # block) one per group and query block.
+            per_qb = (case["bs"] * s) % 128 == 0 and bool(torch.randint(0, 2, (1,), generator=gen))
+            T = -(-C // case["bs"]) if per_qb else 1
+            table, counts = random_tables(gen, case, s, keep, T)
             out = torch.full_like(case["q"], math.nan)
             lse = torch.full((B, case["Hq"], C), math.nan, device="cuda")
             rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
@@ -201,7 +207,7 @@ def test_attention_matches_fp64(cfg, path):
             ref_out, ref_lse = reference_attention(case, table, counts, s)
             assert not torch.isnan(out).any(), "unwritten or NaN output"
             err = rel_err(out, ref_out)
-            assert err <= tol, f"B={B} C={C} s={s}: relative error {err:.3e}"
+            assert err <= tol, f"B={B} C={C} s={s} T={T}: relative error {err:.3e}"
             finite = torch.isfinite(ref_lse)
             assert torch.equal(torch.isfinite(lse), finite)
             assert torch.allclose(lse[finite].double(), ref_lse[finite], atol=2e-2, rtol=2e-3)
@@ -281,3 +287,104 @@ def test_bad_arguments_are_named():
     bad_pages[1, 0] = bad_pages[0, 0]
     with pytest.raises(CompactError, match="page tables alias"):
         rt.check_metadata(bad_pages, case["lens"], 128, case["num_pages"], case["Kb"])
+
+
+def _prefill_setup(gen, cfg, B, L, C):
+    """A prompt of L tokens per sequence in a paged cache (pages shuffled),
+    its chunks' K/V and queries."""
+    Hq, Hkv, D, PS, bs, dtype, layout, _ = cfg
+    case = make_case(gen, B, C, [L] * B, Hq, Hkv, D, PS, bs, dtype, layout)
+    dt = case["q"].dtype
+    q = torch.randn((B, L, Hq, D), generator=gen).to(dt).cuda()
+    k = torch.randn((B, L, Hkv, D), generator=gen).to(dt).cuda()
+    v = torch.randn((B, L, Hkv, D), generator=gen).to(dt).cuda()
+    # Queries lean towards one direction that block 5's keys share: its
+    # score stands out, so selection drops most other prefix blocks.
+    direction = torch.randn(D, generator=gen)
+    direction = (direction / direction.norm()).to(dt).cuda()
+    q += 4 * direction
+    k[:, 5 * bs:6 * bs] += 10 * direction
+    return case, q, k, v
+
+
+@pytest.mark.parametrize("s,per_qb", [(4, False), (1, False), (1, True), (4, True)])
+def test_chunked_prefill_plan(s, per_qb):
+    """The plan chunk by chunk: every chunk's output is attention over the
+    plan's own tables (fp64 reference), the tables hold the chunk's blocks
+    each query sees, dense chunks hold every block."""
+    gen = torch.Generator().manual_seed(9)
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    B, L, C = 2, 3000, 512
+    case, q, k, v = _prefill_setup(gen, cfg, B, L, C)
+    bs = case["bs"]
+    pooled = torch.zeros((B, case["Hkv"], case["Kb"], case["D"]), dtype=rt.dtype, device="cuda")
+    plan = ChunkedPrefill(rt, B, case["Kb"], exec_group_size=s, alpha=0.06, sink=1, window=2,
+                          per_query_block=per_qb, max_chunk_len=C)
+    selected_somewhere = False
+    for c0 in range(0, L, C):
+        c = min(C, L - c0)
+        lens = torch.full((B,), c0 + c, dtype=torch.int32, device="cuda")
+        out = plan(q[:, c0:c0 + c].contiguous(), k[:, c0:c0 + c].contiguous(),
+                   v[:, c0:c0 + c].contiguous(), case["k_cache"], case["v_cache"],
+                   case["page_table"], lens, pooled, max_prefix_len=c0)
+        torch.cuda.synchronize()
+        table, counts = (t.clone() for t in plan.tables())
+        T = -(-c // bs) if per_qb else 1
+        assert table.shape == (B, case["Hq"] // s * T, case["Kb"])
+        step = dict(case, C=c, lens=lens, q=q[:, c0:c0 + c].contiguous())
+        ref_out, _ = reference_attention(step, table, counts, s)
+        err = rel_err(out, ref_out)
+        assert err <= 1e-2, f"chunk at {c0}: relative error {err:.3e}"
+        nb = -(-(c0 + c) // bs)
+        selected_somewhere |= bool((counts < nb).any())
+        for r in range(table.shape[1]):
+            qb_end = (r % T) + 1 if per_qb else -(-c // bs)
+            last = (c0 + min(qb_end * bs, c) - 1) // bs
+            rows = table[:, r].cpu()
+            for b in range(B):
+                have = set(rows[b, : int(counts[b, r])].tolist())
+                assert set(range(c0 // bs, last + 1)) <= have, f"chunk blocks, row {r}"
+    assert selected_somewhere, "selection never dropped a block"
+
+
+def test_prefill_custom_op_compiles_and_captures():
+    """The torch.library op inside torch.compile and a CUDA graph gives the
+    plan's own output."""
+    gen = torch.Generator().manual_seed(10)
+    cfg = CONFIGS[0]
+    rt = runtime(cfg)
+    B, L, C = 2, 2048, 1024
+    case, q, k, v = _prefill_setup(gen, cfg, B, L, C)
+    pooled = torch.zeros((B, case["Hkv"], case["Kb"], case["D"]), dtype=rt.dtype, device="cuda")
+    plan = ChunkedPrefill(rt, B, case["Kb"], exec_group_size=1, per_query_block=True,
+                          max_chunk_len=C)
+    plan_id = register(plan)
+    lens0 = torch.full((B,), C, dtype=torch.int32, device="cuda")
+    lens1 = torch.full((B,), L, dtype=torch.int32, device="cuda")
+    chunks = [(q[:, :C].contiguous(), k[:, :C].contiguous(), v[:, :C].contiguous(), lens0, 0),
+              (q[:, C:].contiguous(), k[:, C:].contiguous(), v[:, C:].contiguous(), lens1, C)]
+
+    def step(qc, kc, vc, lens, prefix):
+        return chunked_prefill_attention(qc, kc, vc, case["k_cache"], case["v_cache"],
+                                         case["page_table"], lens, pooled, prefix, plan_id) * 1.0
+
+    eager = [plan(qc, kc, vc, case["k_cache"], case["v_cache"], case["page_table"], lens,
+                  pooled, max_prefix_len=prefix).clone() for qc, kc, vc, lens, prefix in chunks]
+    compiled = torch.compile(step, fullgraph=True)
+    got = [compiled(*chunk) for chunk in chunks]
+    torch.cuda.synchronize()
+    for a, b in zip(got, eager):
+        assert torch.equal(a, b)
+    # Capture the second chunk (its cache writes repeat the same values).
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step(*chunks[1])
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            captured = step(*chunks[1])
+    captured.fill_(math.nan)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(captured, eager[1])
