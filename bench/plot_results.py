@@ -24,6 +24,7 @@ STYLE = {
     "flex_sparse": ("FlexAttention block-sparse (no selection)", "tab:orange", "^"),
     "compact_s4": ("ours, s = G = 4 (group union)", "tab:blue", "o"),
     "compact_s1": ("ours, s = 1 (per-head tables)", "tab:green", "o"),
+    "compact_s1_qb": ("ours, s = 1, a table per query block", "tab:olive", "v"),
 }
 
 
@@ -32,7 +33,8 @@ def load(name):
 
 
 def key(row):
-    return row["method"] + (f"_s{row['s']}" if row["method"] == "compact" else "")
+    k = row["method"] + (f"_s{row['s']}" if row["method"] == "compact" else "")
+    return k + ("_qb" if row.get("per_query_block") else "")
 
 
 def prefill_speedups(grid):
@@ -45,7 +47,7 @@ def prefill_speedups(grid):
         for j, C in enumerate((512, 1024, 2048)):
             ax = axes[i][j]
             Ls = sorted(L for (b, c, L) in by if b == B and c == C)
-            for k in ("compact_s1", "compact_s4", "flex_sparse", "compact_dense"):
+            for k in ("compact_s1_qb", "compact_s1", "compact_s4", "flex_sparse", "compact_dense"):
                 ys = [by[(B, C, L)]["sdpa_flash"] / by[(B, C, L)][k] for L in Ls]
                 label, color, marker = STYLE[k]
                 ax.plot([L // 1024 for L in Ls], ys, marker=marker, color=color, label=label)
@@ -72,14 +74,14 @@ def stage_breakdown(last):
     for ax, B in zip(axes, (1, 8)):
         Ls = sorted(L for (b, L) in rows if b == B)
         names = [("compact_s4", "ours s=4"), ("compact_s1", "ours s=1"),
-                 ("gather_dense", "gather + flash")]
-        width = 0.25
+                 ("compact_s1_qb", "ours s=1 per qb"), ("gather_dense", "gather + flash")]
+        width = 0.2
         for n, (k, label) in enumerate(names):
             sel = [rows[(B, L)][k]["select_ms"] for L in Ls]
             att = [rows[(B, L)][k]["attention_ms"] for L in Ls]
-            xs = [x + (n - 1) * width for x in range(len(Ls))]
+            xs = [x + (n - 1.5) * width for x in range(len(Ls))]
             color = {"compact_s4": "tab:blue", "compact_s1": "tab:green",
-                     "gather_dense": "tab:red"}[k]
+                     "compact_s1_qb": "tab:olive", "gather_dense": "tab:red"}[k]
             ax.bar(xs, sel, width, color="tab:purple", label="selection" if n == 0 else None)
             ax.bar(xs, att, width, bottom=sel, color=color,
                    label=f"{label}: attention" + (" (gather incl.)" if k == "gather_dense" else ""))
@@ -112,8 +114,10 @@ def frontier(sweep):
             for t, e, a in ps:
                 ax.annotate(f"{a:g}", (t, e), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
-        ax.set_xlabel("whole prefill, ms")
-        ax.set_ylabel("relative error vs dense (last chunk)")
+        ax.set_xlabel("whole prefill, ms (log)")
+        ax.set_ylabel("relative error vs dense, last chunk (log)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(f"B = {B}, C = 1024, L = 128K (labels: alpha)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -145,24 +149,40 @@ def dense_throughput(last):
 
 def tables(by, last):
     print("| B | C | L | SDPA flash | ours dense | Flex sparse | ours s=4 | ours s=1 | "
-          "s=4 vs SDPA | s=1 vs SDPA | s=1 vs Flex |")
+          "ours s=1 per qb | best ours vs SDPA | Flex / best ours |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (B, C, L), r in sorted(by.items()):
+        best = min(r["compact_s4"], r["compact_s1"], r["compact_s1_qb"])
         print(f"| {B} | {C} | {L // 1024}K | {r['sdpa_flash']:.1f} | {r['compact_dense']:.1f} | "
               f"{r['flex_sparse']:.1f} | {r['compact_s4']:.1f} | {r['compact_s1']:.1f} | "
-              f"{r['sdpa_flash'] / r['compact_s4']:.1f}x | {r['sdpa_flash'] / r['compact_s1']:.1f}x"
-              f" | {r['flex_sparse'] / r['compact_s1']:.2f}x |")
+              f"{r['compact_s1_qb']:.1f} | {r['sdpa_flash'] / best:.1f}x | "
+              f"{r['flex_sparse'] / best:.2f}x |")
     print()
     print("| B | L | SDPA flash | cuDNN | ours dense | TFLOP/s ours / SDPA | select | "
-          "s=4 attn | s=4 union | s=1 attn | s=1 union | gather + flash |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "s=4 attn (union) | s=1 attn (union) | s=1 per qb attn (density) | gather + flash |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (B, L), r in sorted(last.items()):
         print(f"| {B} | {L // 1024}K | {r['sdpa_flash']['last_chunk_ms']:.2f} | "
               f"{r['sdpa_cudnn']['last_chunk_ms']:.2f} | {r['compact_dense']['last_chunk_ms']:.2f} | "
               f"{r['compact_dense']['tflops']:.0f} / {r['sdpa_flash']['tflops']:.0f} | "
-              f"{r['compact_s4']['select_ms']:.3f} | {r['compact_s4']['attention_ms']:.2f} | "
-              f"{r['compact_s4']['density_union']:.3f} | {r['compact_s1']['attention_ms']:.2f} | "
-              f"{r['compact_s1']['density_union']:.3f} | {r['gather_dense']['attention_ms']:.2f} |")
+              f"{r['compact_s4']['select_ms']:.3f} | "
+              f"{r['compact_s4']['attention_ms']:.2f} ({r['compact_s4']['density_union']:.3f}) | "
+              f"{r['compact_s1']['attention_ms']:.2f} ({r['compact_s1']['density_union']:.3f}) | "
+              f"{r['compact_s1_qb']['attention_ms']:.2f} "
+              f"({r['compact_s1_qb']['density_union']:.3f}) | "
+              f"{r['gather_dense']['attention_ms']:.2f} |")
+
+
+def frontier_table(sweep):
+    print()
+    print("| B | alpha | method | whole prefill ms | density | error vs dense |")
+    print("|---|---|---|---|---|---|")
+    for r in sweep["rows"]:
+        if r["method"] == "sdpa_flash":
+            continue
+        density = r.get("density_union", r.get("density_mask"))
+        print(f"| {r['B']} | {r['alpha']:g} | {key(r)} | {r['prefill_ms']:.1f} | "
+              f"{density:.3f} | {r['err_vs_dense']:.3f} |")
 
 
 def main():
@@ -174,9 +194,11 @@ def main():
     last = load(f"last-chunk-{args.date}.json")
     by = prefill_speedups(grid)
     rows = stage_breakdown(last)
-    frontier(load(f"frontier-{args.date}.json"))
+    sweep = load(f"frontier-{args.date}.json")
+    frontier(sweep)
     dense_throughput(last)
     tables(by, rows)
+    frontier_table(sweep)
 
 
 if __name__ == "__main__":

@@ -68,14 +68,16 @@ llvm::Expected<LibraryConfig> compact::codegen::parseConfig(llvm::StringRef text
                                    "': query heads must be a multiple of kv heads");
   if (!groups.empty()) {
     c.execGroupSizes.clear();
-    groups.consume_front("s");
     llvm::SmallVector<llvm::StringRef> values;
     groups.split(values, ',');
     for (llvm::StringRef v : values) {
+      v.consume_front("s"); // "s1,s4" and "s1,4" both name s = 1 and 4
       int64_t s;
       if (v.getAsInteger(10, s) || s <= 0 || (c.qHeads / c.kvHeads) % s != 0)
         return llvm::createStringError("kernel configuration '" + text.str() +
-                                       "': execution group sizes must divide Hq / Hkv");
+                                       "': execution group sizes (s<n>) must divide Hq / Hkv (" +
+                                       std::to_string(c.qHeads / c.kvHeads) + "), got '" +
+                                       v.str() + "'");
       c.execGroupSizes.push_back(s);
     }
   } else {
