@@ -26,9 +26,10 @@ for path, B, C, lens in [("wgmma", 2, 77, [300, 77]), ("wgmma", 1, 1, [1]),
     rt.block_scores(case["q"], pooled, case["lens"], scores)
     mask = torch.zeros((B, 16, qb, Kb), dtype=torch.int8, device="cuda")
     rt.select_blocks(scores, case["lens"], C, mask, 0.06, 2, 4)
-    for s in (1, 2, 4):
-        table = torch.zeros((B, 16 // s, Kb), dtype=torch.int32, device="cuda")
-        counts = torch.zeros((B, 16 // s), dtype=torch.int32, device="cuda")
+    # One table per group, and one per group and query block.
+    for s, T in ((1, 1), (2, 1), (4, 1), (1, qb), (4, qb)):
+        table = torch.zeros((B, 16 // s * T, Kb), dtype=torch.int32, device="cuda")
+        counts = torch.zeros((B, 16 // s * T), dtype=torch.int32, device="cuda")
         out = torch.zeros_like(case["q"])
         lse = torch.zeros((B, 16, C), device="cuda")
         rt.block_union(mask, case["lens"], C, table, counts, s)

@@ -1,0 +1,12 @@
+func.func @attention(%q: memref<?x?x16x128xf32>, %kc: memref<?x64x4x128xf32>,
+                     %vc: memref<?x64x4x128xf32>, %pt: memref<?x?xi32>,
+                     %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                     %counts: memref<?x4xi32>, %out: memref<?x?x16x128xf32>)
+    attributes {llvm.emit_c_interface} {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128}
+      : memref<?x?x16x128xf32>, memref<?x64x4x128xf32>, memref<?x64x4x128xf32>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
+        into memref<?x?x16x128xf32>
+  return
+}

@@ -1,0 +1,16 @@
+func.func @chunk_length_mismatch(%q: memref<?x1024x16x128xbf16>, %pooled: memref<?x4x?x128xf32>,
+                                 %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                                 %counts: memref<?x4xi32>, %b: index, %kb: index) {
+  %c = arith.constant 512 : index
+  %scores = memref.alloc(%b, %kb) : memref<?x16x8x?xf32>
+  %mask = memref.alloc(%b, %kb) : memref<?x16x8x?xi8>
+  compact.block_scores %q, %pooled, %lens into %scores {block_size = 128}
+      : memref<?x1024x16x128xbf16>, memref<?x4x?x128xf32>, memref<?xi32> into memref<?x16x8x?xf32>
+  compact.select_blocks %scores, %lens, %c into %mask
+      {block_size = 128, mode = #compact.threshold<rowmax_log>, threshold = 0.06 : f32}
+      : memref<?x16x8x?xf32>, memref<?xi32> into memref<?x16x8x?xi8>
+  compact.block_union %mask, %lens, %c into %table, %counts
+      {block_size = 128, kv_heads = 4, exec_group_size = 4}
+      : memref<?x16x8x?xi8>, memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}

@@ -1,0 +1,6 @@
+func.func @block_scores_heads(%q: memref<?x?x16x128xbf16>, %pooled: memref<?x4x?x128xf32>,
+    %lens: memref<?xi32>, %scores: memref<?x32x?x?xf32>) {
+  compact.block_scores %q, %pooled, %lens into %scores {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x4x?x128xf32>, memref<?xi32> into memref<?x32x?x?xf32>
+  return
+}

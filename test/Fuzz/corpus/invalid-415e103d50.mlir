@@ -1,0 +1,8 @@
+func.func @append_kv_batch(%k: memref<2x?x4x128xbf16>, %v: memref<2x?x4x128xbf16>,
+    %pt: memref<3x?xi32>, %lens: memref<?xi32>,
+    %kc: memref<?x64x4x128xbf16>, %vc: memref<?x64x4x128xbf16>) {
+  compact.append_kv %k, %v, %pt, %lens into %kc, %vc
+      : memref<2x?x4x128xbf16>, memref<2x?x4x128xbf16>, memref<3x?xi32>, memref<?xi32>
+        into memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>
+  return
+}

@@ -1,0 +1,11 @@
+func.func @paged_attention_dynamic_rows(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                                        %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                                        %lens: memref<?xi32>, %table: memref<?x?x?xi32>,
+                                        %counts: memref<?x?xi32>, %out: memref<?x?x16x128xbf16>) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      {block_size = 128, exec_group_size = 1}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x?x?xi32>, memref<?x?xi32>
+        into memref<?x?x16x128xbf16>
+  return
+}
