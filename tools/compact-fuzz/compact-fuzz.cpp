@@ -11,6 +11,11 @@
 // (parse error, verifier error, pass failure) comes with an error diagnostic.
 // A violation aborts, which the fuzzer reports.
 //
+// An input whose first byte is 0xC0 is not text: its bytes choose one compact
+// op, its operand types and its attributes from lists that favour the edges
+// (see StructuredProgram), so that mutations explore the verifiers and the
+// lowerings rather than the parser.
+//
 // Built with clang and -fsanitize=fuzzer (COMPACT_FUZZER=ON) this is a
 // libFuzzer target; otherwise `main` below replays files and directories of
 // inputs (the CI smoke run over test/Fuzz).
@@ -74,6 +79,178 @@ DialectRegistry &registry() {
   return r;
 }
 
+/// Reads the bytes of a structured input; past the end it reads zeros.
+class ByteReader {
+public:
+  ByteReader(const uint8_t *data, size_t size) : p(data), end(data + size) {}
+  uint8_t next() { return p < end ? *p++ : 0; }
+  template <typename T, size_t N>
+  const T &pick(const T (&options)[N]) {
+    return options[next() % N];
+  }
+  bool chance(unsigned inEight) { return next() % 8 < inEight; }
+
+private:
+  const uint8_t *p, *end;
+};
+
+/// One compact op in a function, written as text from a structured input.
+class StructuredProgram {
+public:
+  explicit StructuredProgram(ByteReader &r) : r(r) {}
+
+  std::string build() {
+    static const char *const ops[] = {"append_kv",   "pool_keys",   "block_scores",
+                                      "select_blocks", "block_union", "select_union",
+                                      "score_select_union", "dense_table",
+                                      "paged_attention"};
+    std::string op = r.pick(ops);
+    std::string data = r.pick(kData);
+    if (op == "append_kv") {
+      ins({mem(4, data), mem(4, data), mem(2, "i32"), mem(1, "i32")});
+      outs({mem(4, data), mem(4, data)});
+      attr("layout", layout());
+    } else if (op == "pool_keys") {
+      ins({mem(4, data), mem(2, "i32"), mem(1, "i32")}, /*chunkLen=*/true);
+      outs({mem(4, r.pick(kData))});
+      attr("block_size", blockSize());
+      attr("layout", layout());
+    } else if (op == "block_scores") {
+      ins({mem(4, data), mem(4, r.pick(kData)), mem(1, "i32")});
+      outs({mem(4, "f32")});
+      attr("block_size", blockSize());
+      scale();
+    } else if (op == "select_blocks") {
+      ins({mem(4, "f32"), mem(1, "i32")}, /*chunkLen=*/true);
+      outs({mem(4, "i8")});
+      attr("block_size", blockSize());
+      selection();
+    } else if (op == "block_union" || op == "select_union") {
+      ins({mem(4, op == "block_union" ? "i8" : "f32"), mem(1, "i32")}, /*chunkLen=*/true);
+      outs({mem(3, "i32"), mem(2, "i32")});
+      attr("block_size", blockSize());
+      attr("kv_heads", r.pick(kHeads));
+      attr("exec_group_size", r.pick(kHeads));
+      if (op == "select_union")
+        selection();
+    } else if (op == "score_select_union") {
+      ins({mem(4, data), mem(4, r.pick(kData)), mem(1, "i32")});
+      outs({mem(3, "i32"), mem(2, "i32")});
+      attr("block_size", blockSize());
+      attr("exec_group_size", r.pick(kHeads));
+      selection();
+      scale();
+    } else if (op == "dense_table") {
+      ins({mem(1, "i32")});
+      outs({mem(3, "i32"), mem(2, "i32")});
+      attr("block_size", blockSize());
+    } else {
+      ins({mem(4, data), mem(4, data), mem(4, data), mem(2, "i32"), mem(1, "i32"),
+           mem(3, "i32"), mem(2, "i32")});
+      outs({mem(4, data)});
+      if (r.chance(4))
+        outs({mem(3, "f32")});
+      attr("block_size", blockSize());
+      if (r.chance(4))
+        attr("layout", layout());
+      if (r.chance(3))
+        attr("exec_group_size", r.pick(kHeads));
+      if (r.chance(2))
+        attr("compact.matrix_path", r.pick(kPaths));
+      scale();
+    }
+    std::string args, types;
+    for (size_t i = 0; i < operands.size(); ++i)
+      args += (i ? ", " : "") + ("%a" + std::to_string(i)) + ": " + operands[i].type;
+    if (chunkLen)
+      args += ", %c: index";
+    std::string text = "func.func @f(" + args + ") {\n  compact." + op + " ";
+    auto list = [&](size_t from, size_t to, bool names) {
+      std::string out;
+      for (size_t i = from; i < to; ++i)
+        out += (i > from ? ", " : "") + (names ? "%a" + std::to_string(i) : operands[i].type);
+      return out;
+    };
+    text += list(0, numIns, true) + (chunkLen ? ", %c" : "") + " into " +
+            list(numIns, operands.size(), true) + " {" + attrs + "}\n      : " +
+            list(0, numIns, false) + " into " + list(numIns, operands.size(), false) +
+            "\n  return\n}\n";
+    return text;
+  }
+
+private:
+  static constexpr const char *kData[] = {"bf16", "f16", "f32", "bf16", "f64", "i8", "i32"};
+  static constexpr const char *kHeads[] = {"1", "2", "4", "3", "8", "16", "7", "0"};
+  static constexpr const char *kPaths[] = {"\"wgmma\"", "\"mma_sync\"", "\"tma\""};
+
+  struct Operand {
+    std::string type;
+  };
+
+  /// A memref of (usually) `rank` dims of (usually) `element`; dims static
+  /// from a list of edges, or dynamic.
+  std::string mem(int rank, const std::string &element) {
+    static const char *const dims[] = {"?", "?", "?", "1",  "2",   "4",   "16",  "64",
+                                       "128", "4", "8", "3", "100", "129", "256", "0",
+                                       "32", "28", "1000", "7"};
+    static const char *const elements[] = {"bf16", "f16", "f32", "i8", "i32", "i64", "index"};
+    if (r.chance(1))
+      rank = 1 + r.next() % 5;
+    std::string type = "memref<";
+    for (int i = 0; i < rank; ++i)
+      type += std::string(r.pick(dims)) + "x";
+    return type + (r.chance(1) ? r.pick(elements) : element.c_str()) + ">";
+  }
+  void ins(std::initializer_list<std::string> types, bool withChunkLen = false) {
+    for (const std::string &t : types)
+      operands.push_back({t});
+    numIns = operands.size();
+    chunkLen = withChunkLen;
+  }
+  void outs(std::initializer_list<std::string> types) {
+    for (const std::string &t : types)
+      operands.push_back({t});
+  }
+  void attr(const std::string &name, const std::string &value) {
+    attrs += (attrs.empty() ? "" : ", ") + name + " = " + value;
+  }
+  std::string blockSize() {
+    static const char *const sizes[] = {"128", "64", "256", "1", "100", "4096", "2147483648",
+                                        "1099511627776", "128", "-128"};
+    return r.pick(sizes);
+  }
+  std::string layout() {
+    return r.chance(4) ? "#compact.layout<nhd>" : "#compact.layout<hnd>";
+  }
+  void scale() {
+    static const char *const scales[] = {"0.125 : f32", "0.0 : f32", "-1.0 : f32",
+                                         "0x7F800000 : f32", "1.0e30 : f32"};
+    if (r.chance(3))
+      attr("scale", r.pick(scales));
+  }
+  void selection() {
+    static const char *const modes[] = {"#compact.threshold<rowmax_log>",
+                                        "#compact.threshold<rowmax>",
+                                        "#compact.threshold<absolute>"};
+    static const char *const thresholds[] = {"0.06 : f32", "1.0 : f32", "0.0 : f32",
+                                             "-1.0 : f32", "2.5 : f32", "0x7FC00000 : f32",
+                                             "0x7F800000 : f32"};
+    static const char *const counts[] = {"0", "2", "4", "-1", "1000000000000"};
+    attr("mode", r.pick(modes));
+    attr("threshold", r.pick(thresholds));
+    if (r.chance(5))
+      attr("sink", r.pick(counts));
+    if (r.chance(5))
+      attr("window", r.pick(counts));
+  }
+
+  ByteReader &r;
+  std::vector<Operand> operands;
+  size_t numIns = 0;
+  bool chunkLen = false;
+  std::string attrs;
+};
+
 /// Runs `build`'s passes on a copy of `module`; a failure must have said why.
 void runPasses(MLIRContext &context, ModuleOp module, const int &errors, llvm::StringRef input,
                const char *name, const std::function<void(PassManager &)> &build) {
@@ -91,8 +268,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > kMaxInputBytes)
     return 0;
   // The parser's lexer needs a NUL after the text; the fuzzer's bytes have none.
-  const std::string text(reinterpret_cast<const char *>(data), size);
+  std::string text;
+  if (size > 0 && data[0] == 0xC0) {
+    ByteReader reader(data + 1, size - 1);
+    text = StructuredProgram(reader).build();
+  } else {
+    text.assign(reinterpret_cast<const char *>(data), size);
+  }
   llvm::StringRef input(text);
+  // COMPACT_FUZZ_PRINT=1 shows each program first (to read a finding).
+  static const bool print = std::getenv("COMPACT_FUZZ_PRINT") != nullptr;
+  if (print)
+    std::fprintf(stderr, "--- program ---\n%s\n", text.c_str());
   // A fresh context per input: nothing a previous input interned or loaded
   // changes this one.
   MLIRContext context(registry(), MLIRContext::Threading::DISABLED);

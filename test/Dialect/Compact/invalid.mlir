@@ -39,6 +39,17 @@ func.func @append_kv_dynamic_page(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x1
 
 // -----
 
+// Found by compact-fuzz: a page size of 0 divided by zero in the verifier.
+func.func @pool_keys_zero_page(%kc: memref<?x0x4x128xbf16>, %pt: memref<?x?xi32>,
+    %lens: memref<?xi32>, %c: index, %pooled: memref<?x4x?x128xf32>) {
+  // expected-error @below {{operand 'k_cache' dim 1 (page size) must be positive, got 0}}
+  compact.pool_keys %kc, %pt, %lens, %c into %pooled {block_size = 128}
+      : memref<?x0x4x128xbf16>, memref<?x?xi32>, memref<?xi32> into memref<?x4x?x128xf32>
+  return
+}
+
+// -----
+
 func.func @append_kv_heads(%k: memref<?x?x8x128xbf16>, %v: memref<?x?x8x128xbf16>,
     %pt: memref<?x?xi32>, %lens: memref<?xi32>,
     %kc: memref<?x4x64x128xbf16>, %vc: memref<?x4x64x128xbf16>) {

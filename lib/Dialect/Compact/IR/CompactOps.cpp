@@ -10,6 +10,8 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 
+#include "llvm/Support/MathExtras.h"
+
 #include <cmath>
 
 using namespace mlir;
@@ -32,14 +34,21 @@ class ShapeChecker {
 public:
   explicit ShapeChecker(Operation *op) : op(op) {}
 
-  /// Dimension `d` of `m` (meaning `what`) must be static; returns its size.
+  /// Dimension `d` of `m` (meaning `what`, a size: heads, head dim, page
+  /// size) must be static and positive; returns it.
   FailureOr<int64_t> staticDim(const NamedMemRef &m, unsigned d,
                                StringRef what) {
-    if (m.isStatic(d))
-      return m.dim(d);
-    op->emitOpError() << "operand '" << m.name << "' dim " << d << " (" << what
-                      << ") must be static; generated code is specialised on it";
-    return failure();
+    if (!m.isStatic(d)) {
+      op->emitOpError() << "operand '" << m.name << "' dim " << d << " (" << what
+                        << ") must be static; generated code is specialised on it";
+      return failure();
+    }
+    if (m.dim(d) <= 0) {
+      op->emitOpError() << "operand '" << m.name << "' dim " << d << " (" << what
+                        << ") must be positive, got " << m.dim(d);
+      return failure();
+    }
+    return m.dim(d);
   }
 
   /// Dimension `d` of `m` must equal `expected` (when static).
@@ -181,29 +190,37 @@ LogicalResult verifyTables(ShapeChecker &check, const NamedMemRef &table,
     return failure();
   int64_t rows = table.dim(1);
   if (!ShapedType::isDynamic(rows)) {
-    bool valid = queryBlocks ? (rows == groups || rows == groups * *queryBlocks)
-                             : rows % groups == 0;
+    bool multiple = rows % groups == 0;
+    bool valid = queryBlocks ? (rows == groups || (multiple && rows / groups == *queryBlocks))
+                             : multiple;
     if (!valid) {
       InFlightDiagnostic diag = check.op->emitOpError()
                                 << "operand '" << table.name << "' dim 1 (table rows, " << rows
                                 << ") must be E = query heads / exec_group_size (" << qHeads
                                 << " / " << s << " = " << groups << ")";
-      if (queryBlocks)
-        diag << " or E * Qb (one table per query block, " << groups << " * " << *queryBlocks
-             << " = " << groups * *queryBlocks << ")";
-      else
+      if (queryBlocks) {
+        diag << " or E * Qb (one table per query block, " << groups << " * " << *queryBlocks;
+        int64_t product = 0;
+        if (!llvm::MulOverflow(groups, *queryBlocks, product))
+          diag << " = " << product;
+        diag << ")";
+      } else {
         diag << " or a multiple of it (one table per query block)";
+      }
       return diag;
     }
   }
   return check.sameBatch({table, counts});
 }
 
+/// ceil(a / b) for a >= 0, b > 0, without overflow.
+int64_t ceilDivSize(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+
 /// Qb = ceil(C / bs) where the chunk length is a static dim.
 std::optional<int64_t> staticQueryBlocks(int64_t chunkLen, int64_t blockSize) {
   if (ShapedType::isDynamic(chunkLen))
     return std::nullopt;
-  return (chunkLen + blockSize - 1) / blockSize;
+  return ceilDivSize(chunkLen, blockSize);
 }
 
 LogicalResult verifyThreshold(Operation *op, ThresholdMode mode,
@@ -317,9 +334,8 @@ LogicalResult BlockScoresOp::verify() {
   FailureOr<int64_t> hq = verifyScoring(check, q, pooled, lens, optionalFloat(getScaleAttr()));
   if (failed(hq))
     return failure();
-  int64_t qBlocks = q.isStatic(1)
-                        ? (q.dim(1) + getBlockSize() - 1) / getBlockSize()
-                        : ShapedType::kDynamic;
+  int64_t qBlocks = q.isStatic(1) ? ceilDivSize(q.dim(1), getBlockSize())
+                                   : ShapedType::kDynamic;
   if (failed(check.dimIs(scores, 1, *hq, "query heads", "'q' dim 2")) ||
       failed(check.dimIs(scores, 2, qBlocks, "query blocks",
                          "ceil(chunk length / block_size)")) ||
