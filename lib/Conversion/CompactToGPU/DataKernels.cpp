@@ -33,7 +33,9 @@ int64_t gpu_lowering::cacheKVHeads(Value cache, KVLayout layout) {
 }
 
 FailureOr<Plans> gpu_lowering::planAppendKV(AppendKVOp op, LoopBuilder &host) {
-  const int64_t kvHeads = staticDim(op.getKNew(), 2), headDim = staticDim(op.getKNew(), 3);
+  // From the cache: the verifier makes its dims static (k_new's may be dynamic).
+  const int64_t kvHeads = cacheKVHeads(op.getKCache(), op.getLayout());
+  const int64_t headDim = staticDim(op.getKCache(), 3);
   const int64_t pageSize = cachePageSize(op.getKCache(), op.getLayout());
   if (headDim % 8 != 0)
     return op.emitOpError() << "GPU lowering needs a head dim that is a multiple of 8, got "

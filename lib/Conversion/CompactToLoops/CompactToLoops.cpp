@@ -55,6 +55,12 @@ int64_t cachePageSize(Value cache, KVLayout layout) {
   return staticDim(cache, layout == KVLayout::NHD ? 1 : 2);
 }
 
+/// KV heads and head dim come from the cache, whose dims the verifiers require
+/// static (the chunk's K/V and the pooled keys may have dynamic ones).
+int64_t cacheKVHeads(Value cache, KVLayout layout) {
+  return staticDim(cache, layout == KVLayout::NHD ? 2 : 1);
+}
+
 /// Selection parameters of select_blocks / select_union / score_select_union.
 struct Selection {
   ThresholdMode mode;
@@ -186,8 +192,10 @@ struct LowerAppendKV : OpRewritePattern<AppendKVOp> {
         Value prefix = l.sub(l.toIndex(l.load(op.getCtxLens(), {b})), chunkLen);
         l.forLoop(l.index(0), chunkLen, [&](LoopBuilder &lt, Value t) {
           Value pos = lt.add(prefix, t);
-          lt.forLoop(lt.index(0), lt.index(staticDim(kNew, 2)), [&](LoopBuilder &lh, Value h) {
-            lh.forLoop(lh.index(0), lh.index(staticDim(kNew, 3)), [&](LoopBuilder &lx, Value x) {
+          Value kvHeads = lt.index(cacheKVHeads(op.getKCache(), op.getLayout()));
+          Value headDim = lt.index(staticDim(op.getKCache(), 3));
+          lt.forLoop(lt.index(0), kvHeads, [&](LoopBuilder &lh, Value h) {
+            lh.forLoop(lh.index(0), headDim, [&](LoopBuilder &lx, Value x) {
               SmallVector<Value, 4> dst = cache.token(lx, b, pos, h, x);
               lx.store(lx.load(kNew, {b, t, h, x}), op.getKCache(), dst);
               lx.store(lx.load(vNew, {b, t, h, x}), op.getVCache(), dst);
@@ -220,8 +228,10 @@ struct LowerPoolKeys : OpRewritePattern<PoolKeysOp> {
               lk.builder(), lk.location(), f64,
               arith::IndexCastUIOp::create(lk.builder(), lk.location(), lk.builder().getI64Type(),
                                            lk.sub(end, begin)));
-          lk.forLoop(lk.index(0), lk.index(staticDim(pooled, 1)), [&](LoopBuilder &lh, Value h) {
-            lh.forLoop(lh.index(0), lh.index(staticDim(pooled, 3)), [&](LoopBuilder &lx, Value x) {
+          Value kvHeads = lk.index(cacheKVHeads(op.getKCache(), op.getLayout()));
+          Value headDim = lk.index(staticDim(op.getKCache(), 3));
+          lk.forLoop(lk.index(0), kvHeads, [&](LoopBuilder &lh, Value h) {
+            lh.forLoop(lh.index(0), headDim, [&](LoopBuilder &lx, Value x) {
               Value sum = lx.forLoop(
                   begin, end, {lx.f64(0.0)}, [&](LoopBuilder &lj, Value j, ValueRange acc) {
                     Value k = lj.load(op.getKCache(), cache.token(lj, b, j, h, x));
