@@ -172,6 +172,21 @@ public:
   }
 
   /// A device pointer: not NULL and aligned to `alignment` bytes.
+  /// The context lengths, tables and counts of the table ops: checks the
+  /// pointers, then binds them under the kernels' argument names.
+  void tableArgs(Bindings &b, const int32_t *ctxLens, const int32_t *tablePtr,
+                 const int32_t *countsPtr, int64_t s, const char *tableArg = "table",
+                 const char *countsArg = "counts") {
+    pointer(ctxLens, "ctx_lens", 4);
+    pointer(tablePtr, "table", 4);
+    pointer(countsPtr, "counts", 4);
+    if (failed())
+      return;
+    b.buffers["ctx_lens"] = {ctxLens, lens()};
+    b.buffers[tableArg] = {tablePtr, table(s)};
+    b.buffers[countsArg] = {countsPtr, counts(s)};
+  }
+
   void pointer(const void *p, const char *name, size_t alignment) {
     if (failed())
       return;
@@ -673,17 +688,12 @@ extern "C" compact_rt_status compact_rt_block_union(compact_rt_context *ctx,
   Call call(ctx, "compact_rt_block_union", config, shape);
   call.checkBasics(exec_group_size);
   call.pointer(mask, "mask", 1);
-  call.pointer(ctx_lens, "ctx_lens", 4);
-  call.pointer(table, "table", 4);
-  call.pointer(counts, "counts", 4);
+  Bindings b;
+  call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   const KernelInfo *k = call.kernel("block_union", "union", exec_group_size);
   if (call.failed())
     return call.status;
-  Bindings b;
-  b.buffers = {{"mask", {mask, call.rows()}},
-               {"ctx_lens", {ctx_lens, call.lens()}},
-               {"table", {table, call.table(exec_group_size)}},
-               {"counts", {counts, call.counts(exec_group_size)}}};
+  b.buffers["mask"] = {mask, call.rows()};
   b.indices["chunk_len"] = call.C();
   call.launch(k, {call.tableRows(exec_group_size), call.B(), 1}, b, stream);
   return call.status;
@@ -717,17 +727,12 @@ extern "C" compact_rt_status compact_rt_select_union(compact_rt_context *ctx,
   Call call(ctx, "compact_rt_select_union", config, shape);
   call.checkBasics(exec_group_size);
   call.pointer(scores, "scores", 4);
-  call.pointer(ctx_lens, "ctx_lens", 4);
-  call.pointer(table, "table", 4);
-  call.pointer(counts, "counts", 4);
+  Bindings b;
+  call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   call.selection(selection);
   if (call.failed())
     return call.status;
-  Bindings b;
-  b.buffers = {{"scores", {scores, call.rows()}},
-               {"ctx_lens", {ctx_lens, call.lens()}},
-               {"table", {table, call.table(exec_group_size)}},
-               {"counts", {counts, call.counts(exec_group_size)}}};
+  b.buffers["scores"] = {scores, call.rows()};
   b.indices["chunk_len"] = call.C();
   bindSelection(b, selection);
   return fusedUnion(call, "select_union", exec_group_size, b, stream,
@@ -743,19 +748,14 @@ extern "C" compact_rt_status compact_rt_score_select_union(
   call.checkBasics(exec_group_size);
   call.pointer(q, "q", 16);
   call.pointer(pooled, "pooled", 16);
-  call.pointer(ctx_lens, "ctx_lens", 4);
-  call.pointer(table, "table", 4);
-  call.pointer(counts, "counts", 4);
+  Bindings b;
+  call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   call.scale(scale);
   call.selection(selection);
   if (call.failed())
     return call.status;
-  Bindings b;
-  b.buffers = {{"q", {q, call.queries()}},
-               {"pooled", {pooled, call.pooled()}},
-               {"ctx_lens", {ctx_lens, call.lens()}},
-               {"table", {table, call.table(exec_group_size)}},
-               {"counts", {counts, call.counts(exec_group_size)}}};
+  b.buffers["q"] = {q, call.queries()};
+  b.buffers["pooled"] = {pooled, call.pooled()};
   b.indices["chunk_len"] = call.C();
   b.floats["scale"] = call.effectiveScale(scale);
   bindSelection(b, selection);
@@ -771,16 +771,11 @@ extern "C" compact_rt_status compact_rt_dense_table(compact_rt_context *ctx,
                                                     int32_t *counts, void *stream) {
   Call call(ctx, "compact_rt_dense_table", config, shape);
   call.checkBasics(exec_group_size);
-  call.pointer(ctx_lens, "ctx_lens", 4);
-  call.pointer(table, "table", 4);
-  call.pointer(counts, "counts", 4);
+  Bindings b;
+  call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   const KernelInfo *k = call.kernel("dense_table", "dense", exec_group_size);
   if (call.failed())
     return call.status;
-  Bindings b;
-  b.buffers = {{"ctx_lens", {ctx_lens, call.lens()}},
-               {"table", {table, call.table(exec_group_size)}},
-               {"counts", {counts, call.counts(exec_group_size)}}};
   call.launch(k, {call.tableRows(exec_group_size), call.B(), 1}, b, stream);
   return call.status;
 }
@@ -796,9 +791,8 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   call.pointer(k_cache, "k_cache", 16);
   call.pointer(v_cache, "v_cache", 16);
   call.pointer(page_table, "page_table", 4);
-  call.pointer(ctx_lens, "ctx_lens", 4);
-  call.pointer(table, "table", 4);
-  call.pointer(counts, "counts", 4);
+  Bindings b;
+  call.tableArgs(b, ctx_lens, table, counts, exec_group_size, "block_table", "block_counts");
   call.pointer(out, "out", 16);
   if (lse)
     call.pointer(lse, "lse", 4);
@@ -838,16 +832,12 @@ extern "C" compact_rt_status compact_rt_paged_attention(
     }
     lse = reinterpret_cast<float *>(ctx->lseScratch);
   }
-  Bindings b;
-  b.buffers = {{"q", {q, call.queries()}},
-               {"k_cache", {k_cache, call.cache()}},
-               {"v_cache", {v_cache, call.cache()}},
-               {"page_table", {page_table, call.pageTable()}},
-               {"ctx_lens", {ctx_lens, call.lens()}},
-               {"block_table", {table, call.table(exec_group_size)}},
-               {"block_counts", {counts, call.counts(exec_group_size)}},
-               {"out", {out, call.queries()}},
-               {"lse", {lse, {call.B(), config->q_heads, call.C()}}}};
+  b.buffers.insert({{"q", {q, call.queries()}},
+                   {"k_cache", {k_cache, call.cache()}},
+                   {"v_cache", {v_cache, call.cache()}},
+                   {"page_table", {page_table, call.pageTable()}},
+                   {"out", {out, call.queries()}},
+                   {"lse", {lse, {call.B(), config->q_heads, call.C()}}}});
   b.floats["scale"] = call.effectiveScale(scale);
   int64_t rows = call.C() * exec_group_size;
   call.launch(k, {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B()}, b, stream);

@@ -159,16 +159,16 @@ public:
         attr("compact.matrix_path", r.pick(kPaths));
       scale();
     }
-    std::string args, types;
+    std::string args;
     for (size_t i = 0; i < operands.size(); ++i)
-      args += (i ? ", " : "") + ("%a" + std::to_string(i)) + ": " + operands[i].type;
+      args += (i ? ", " : "") + ("%a" + std::to_string(i)) + ": " + operands[i];
     if (chunkLen)
       args += ", %c: index";
     std::string text = "func.func @f(" + args + ") {\n  compact." + op + " ";
     auto list = [&](size_t from, size_t to, bool names) {
       std::string out;
       for (size_t i = from; i < to; ++i)
-        out += (i > from ? ", " : "") + (names ? "%a" + std::to_string(i) : operands[i].type);
+        out += (i > from ? ", " : "") + (names ? "%a" + std::to_string(i) : operands[i]);
       return out;
     };
     text += list(0, numIns, true) + (chunkLen ? ", %c" : "") + " into " +
@@ -182,10 +182,6 @@ private:
   static constexpr const char *kData[] = {"bf16", "f16", "f32", "bf16", "f64", "i8", "i32"};
   static constexpr const char *kHeads[] = {"1", "2", "4", "3", "8", "16", "7", "0"};
   static constexpr const char *kPaths[] = {"\"wgmma\"", "\"mma_sync\"", "\"tma\""};
-
-  struct Operand {
-    std::string type;
-  };
 
   /// A memref of (usually) `rank` dims of (usually) `element`; dims static
   /// from a list of edges, or dynamic.
@@ -202,14 +198,12 @@ private:
     return type + (r.chance(1) ? r.pick(elements) : element.c_str()) + ">";
   }
   void ins(std::initializer_list<std::string> types, bool withChunkLen = false) {
-    for (const std::string &t : types)
-      operands.push_back({t});
+    operands.insert(operands.end(), types);
     numIns = operands.size();
     chunkLen = withChunkLen;
   }
   void outs(std::initializer_list<std::string> types) {
-    for (const std::string &t : types)
-      operands.push_back({t});
+    operands.insert(operands.end(), types);
   }
   void attr(const std::string &name, const std::string &value) {
     attrs += (attrs.empty() ? "" : ", ") + name + " = " + value;
@@ -245,7 +239,7 @@ private:
   }
 
   ByteReader &r;
-  std::vector<Operand> operands;
+  std::vector<std::string> operands; // their types, inputs first
   size_t numIns = 0;
   bool chunkLen = false;
   std::string attrs;

@@ -459,18 +459,17 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // brings K_{j+1} and V_j, each into the stage its tile-before-last
       // left (read and waited for by iteration j - 1).
       Value one = gb.index(1);
-      Value real0 = anyTile;
+      Value hasSecond = gb.cmp(CmpIPredicate::ult, one, numTiles);
       SmallVector<Value> copies0;
-      issueTile(gb, gb.select(gb.cmp(CmpIPredicate::ult, one, numTiles), one, gb.index(0)),
-                gb.cmp(CmpIPredicate::ult, one, numTiles), one, copies0, /*keys=*/true,
-                /*values=*/false);
-      issueTile(gb, gb.index(0), real0, gb.index(0), copies0, /*keys=*/false, /*values=*/true);
+      issueTile(gb, gb.select(hasSecond, one, gb.index(0)), hasSecond, one, copies0,
+                /*keys=*/true, /*values=*/false);
+      issueTile(gb, gb.index(0), anyTile, gb.index(0), copies0, /*keys=*/false, /*values=*/true);
       gb.commitGroup(copies0);
       SmallVector<Value> s0 = issueScores(gb, gb.index(0));
       gb.ptx("wgmma.wait_group.sync.aligned 0;");
       s0 = gb.fenceOperands(s0);
       Value negInf[2] = {gb.negInf(f32), gb.negInf(f32)}, zero[2] = {gb.f32(0.0f), gb.f32(0.0f)};
-      SoftmaxStep first = softmaxTile(gb, gb.index(0), real0, s0, negInf, zero);
+      SoftmaxStep first = softmaxTile(gb, gb.index(0), anyTile, s0, negInf, zero);
       tilesLanded(gb);
 
       SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
