@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 MODE=${1:-all}
 if [ "$MODE" = all ] || [ "$MODE" = test ]; then
   echo "== GPU tests"
-  python3 -m pytest -q --tb=short -p no:cacheprovider python/tests/test_gpu_kernels.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -60
+  python3 -m pytest -q --tb=short -p no:cacheprovider python/tests 2>&1 | tee "$OUT/gpu-tests.log" | tail -60
 fi
 if [ "$MODE" = all ] || [ "$MODE" = sanitize ]; then
   echo "== compute-sanitizer"

@@ -29,6 +29,8 @@ std::vector<LibraryConfig> compact::codegen::defaultLibrary() {
   std::vector<LibraryConfig> configs;
   // The standard workload: LLaMA-3.1-8B attention at TP2, every s dividing G.
   configs.push_back({16, 4, 128, 64, 128, "bf16", "nhd", {1, 2, 4}});
+  // The same layer on one GPU (TP1): the tensor-parallel check's reference.
+  configs.push_back({32, 8, 128, 64, 128, "bf16", "nhd", {1, 4}});
   // Larger pages, head-major layout.
   configs.push_back({16, 4, 128, 128, 128, "bf16", "hnd", {4}});
   // fp16, head dim 64, 32 / 8 heads.

@@ -30,7 +30,8 @@ class Runtime:
     data type and cache layout (what the generated code is specialised on)."""
 
     def __init__(self, q_heads, kv_heads, head_dim, page_size=64, block_size=128,
-                 dtype="bfloat16", layout="nhd", device=None, dry_run=False, matrix_path=None):
+                 dtype="bfloat16", layout="nhd", device=None, dry_run=False, matrix_path=None,
+                 checks=False):
         torch = _torch()
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace("torch.", "")
@@ -68,6 +69,10 @@ class Runtime:
         if matrix_path is not None:
             if lib.compact_rt_set_matrix_path(handle, matrix_path.encode()) != _native.OK:
                 raise ValueError(_native.last_error())
+        if checks:
+            # Debug mode: every call validates the metadata and tables it
+            # reads on the host before launching (synchronises each call).
+            lib.compact_rt_set_checks(handle, 1)
 
     def __del__(self):
         handle = getattr(self, "_handle", None)
@@ -296,3 +301,17 @@ class Runtime:
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
         shape = self._shape(B, chunk_len, num_pages, page_table.shape[1], block_capacity)
         self._call("compact_rt_check_metadata", ctypes.byref(shape), pages, lens, self._stream())
+
+    def check_tables(self, table, counts, ctx_lens, chunk_len, exec_group_size=None):
+        """Validates block tables as paged_attention reads them: counts within
+        the table, entries KV blocks of the context, strictly ascending
+        (synchronises)."""
+        s = self._group(exec_group_size)
+        B = ctx_lens.shape[0]
+        torch = _torch()
+        lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
+        t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
+        shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
+        shape.max_pages_per_seq = max(shape.max_pages_per_seq,
+                                      -(-table.shape[2] * self.block_size // self.page_size))
+        self._call("compact_rt_check_tables", ctypes.byref(shape), s, lens, t, c, self._stream())

@@ -158,13 +158,30 @@ compact_rt_status compact_rt_paged_attention(
 
 /* Checks the device-side metadata of a call against its shape: context
  * lengths (>= chunk_len, within the page table and the block capacity), page
- * ids (inside the pool, no page used by two sequences). Copies ctx_lens and
- * page_table to the host: it synchronises `stream`. */
+ * ids (inside the pool, no page used by two sequences or positions). Copies
+ * ctx_lens and page_table to the host: it synchronises `stream`. */
 compact_rt_status compact_rt_check_metadata(compact_rt_context *ctx,
                                             const compact_rt_config *config,
                                             const compact_rt_shape *shape,
                                             const int32_t *page_table, const int32_t *ctx_lens,
                                             void *stream);
+
+/* Checks block tables as compact_rt_paged_attention reads them: every count
+ * in [0, block_capacity], every entry a KV block of its sequence's context
+ * ([0, ceil(ctx_lens[b] / block_size))), entries strictly ascending. Copies
+ * to the host: it synchronises `stream`. */
+compact_rt_status compact_rt_check_tables(compact_rt_context *ctx, const compact_rt_config *config,
+                                          const compact_rt_shape *shape, int32_t exec_group_size,
+                                          const int32_t *ctx_lens, const int32_t *table,
+                                          const int32_t *counts, void *stream);
+
+/* Debug checks (off by default; the environment variable COMPACT_RT_CHECKS=1
+ * turns them on for new contexts): every call also runs the checks above on
+ * the metadata and tables it reads before launching anything, so bad data
+ * gets an error instead of an undefined result. Each call then synchronises
+ * its stream: not for the hot path, nor inside CUDA-graph capture. In a dry
+ * run the checks read ctx_lens, page_table, table and counts as host memory. */
+compact_rt_status compact_rt_set_checks(compact_rt_context *ctx, int enabled);
 
 /*===----------------------------------------------------------------------===*
  * Chunked prefill plan: one call per layer and chunk

@@ -25,9 +25,42 @@ struct compact_rt_context {
   /// Dry run: no device; launches are recorded here.
   bool dryRun = false;
   std::string launchLog;
+  /// Debug checks (compact_rt_set_checks): every call also validates the
+  /// device-side metadata and tables it reads, synchronising its stream.
+  bool checks = false;
 };
 
 namespace compact::rt {
+
+/// How the entry points run for the plan, which checks every op of a chunk
+/// before it launches any (so a bad argument writes nothing).
+enum class CallMode {
+  Launch,         // validate (with the context's data checks), then launch
+  ValidateOnly,   // validate, launch nothing; the tables are the plan's own
+  LaunchValidated // launch; the data checks already ran in ValidateOnly
+};
+/// The calling thread's mode (Launch outside a plan).
+CallMode &callMode();
+
+/// Makes the context's device current for the scope of a call.
+class ScopedContext {
+public:
+  explicit ScopedContext(compact_rt_context *ctx) : ctx(ctx) {
+    ok = ctx->driver->cuCtxPushCurrent(ctx->primary) == CUDA_SUCCESS;
+  }
+  ~ScopedContext() {
+    if (ok) {
+      CUcontext popped;
+      ctx->driver->cuCtxPopCurrent(&popped);
+    }
+  }
+  ScopedContext(const ScopedContext &) = delete;
+  ScopedContext &operator=(const ScopedContext &) = delete;
+  bool ok;
+
+private:
+  compact_rt_context *ctx;
+};
 
 /// Records `message` as the calling thread's last error and returns `status`.
 int setError(int status, std::string message);

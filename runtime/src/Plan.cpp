@@ -4,6 +4,7 @@
 
 #include "Context.h"
 
+#include <algorithm>
 #include <string>
 
 using namespace compact::rt;
@@ -143,26 +144,38 @@ extern "C" compact_rt_status compact_rt_prefill_chunk(
   const int32_t s = d.exec_group_size;
   auto *table = reinterpret_cast<int32_t *>(uintptr_t(plan->table));
   auto *counts = reinterpret_cast<int32_t *>(uintptr_t(plan->counts));
-  compact_rt_status status =
-      compact_rt_append_kv(ctx, c, shape, k_new, v_new, page_table, ctx_lens, k_cache, v_cache,
-                           stream);
-  if (status == COMPACT_RT_OK)
-    status = compact_rt_pool_keys(ctx, c, shape, k_cache, page_table, ctx_lens, pooled, stream);
-  if (status != COMPACT_RT_OK)
-    return status;
   // While the first query block's window reaches back past the sink, every
   // prefix block would be selected: write dense tables, skip the scoring.
   int64_t firstLast =
       (int64_t(max_prefix_len) + std::min<int64_t>(c->block_size, shape->chunk_len) - 1) /
       c->block_size;
   bool dense = firstLast < int64_t(d.selection.sink) + d.selection.window;
-  if (dense)
-    status = compact_rt_dense_table(ctx, c, shape, s, ctx_lens, table, counts, stream);
-  else
-    status = compact_rt_score_select_union(ctx, c, shape, s, q, pooled, ctx_lens, d.scale,
-                                           &d.selection, table, counts, stream);
-  if (status != COMPACT_RT_OK)
+  auto runChunk = [&]() {
+    compact_rt_status status = compact_rt_append_kv(ctx, c, shape, k_new, v_new, page_table,
+                                                    ctx_lens, k_cache, v_cache, stream);
+    if (status == COMPACT_RT_OK)
+      status = compact_rt_pool_keys(ctx, c, shape, k_cache, page_table, ctx_lens, pooled, stream);
+    if (status == COMPACT_RT_OK)
+      status = dense ? compact_rt_dense_table(ctx, c, shape, s, ctx_lens, table, counts, stream)
+                     : compact_rt_score_select_union(ctx, c, shape, s, q, pooled, ctx_lens,
+                                                     d.scale, &d.selection, table, counts,
+                                                     stream);
+    if (status == COMPACT_RT_OK)
+      status = compact_rt_paged_attention(ctx, c, shape, s, q, k_cache, v_cache, page_table,
+                                          ctx_lens, table, counts, d.scale, out, lse, stream);
     return status;
-  return compact_rt_paged_attention(ctx, c, shape, s, q, k_cache, v_cache, page_table, ctx_lens,
-                                    table, counts, d.scale, out, lse, stream);
+  };
+  // Every op of the chunk is validated before the first launches, so a bad
+  // argument of a later op leaves the cache and `pooled` untouched.
+  struct ModeScope {
+    explicit ModeScope(CallMode mode) { callMode() = mode; }
+    ~ModeScope() { callMode() = CallMode::Launch; }
+  };
+  {
+    ModeScope validate(CallMode::ValidateOnly);
+    if (compact_rt_status status = runChunk())
+      return status;
+  }
+  ModeScope launch(CallMode::LaunchValidated);
+  return runChunk();
 }

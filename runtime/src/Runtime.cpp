@@ -9,6 +9,7 @@
 
 #include "compact_rt.h"
 
+#include "Checks.h"
 #include "Context.h"
 #include "Driver.h"
 #include "KernelTable.h"
@@ -18,7 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,29 +36,13 @@ compact_rt_status fail(compact_rt_status status, std::string message) {
 
 uint64_t nextFakeAddress = uint64_t(1) << 40;
 
+thread_local CallMode currentCallMode = CallMode::Launch;
+
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 } // namespace
 
 namespace {
-
-/// Makes the context's device current for the scope of a call.
-class ScopedContext {
-public:
-  explicit ScopedContext(compact_rt_context *ctx) : ctx(ctx) {
-    ok = ctx->driver->cuCtxPushCurrent(ctx->primary) == CUDA_SUCCESS;
-  }
-  ~ScopedContext() {
-    if (ok) {
-      CUcontext popped;
-      ctx->driver->cuCtxPopCurrent(&popped);
-    }
-  }
-  bool ok;
-
-private:
-  compact_rt_context *ctx;
-};
 
 std::string configKey(const compact_rt_config &c) {
   return "q" + std::to_string(c.q_heads) + "_kv" + std::to_string(c.kv_heads) + "_d" +
@@ -199,6 +183,19 @@ public:
                                                     std::to_string(alignment) + " bytes");
   }
 
+  /// With the context's checks on (compact_rt_set_checks): the device data
+  /// the call reads. Synchronises `stream`.
+  void checkData(void *stream, const int32_t *ctxLens, const int32_t *pageTable = nullptr,
+                 int32_t execGroupSize = 0, const int32_t *table = nullptr,
+                 const int32_t *counts = nullptr) {
+    if (failed() || !ctx->checks || callMode() == CallMode::LaunchValidated)
+      return;
+    if (callMode() == CallMode::ValidateOnly)
+      table = nullptr; // the plan writes its tables between validation and launch
+    status = checkDeviceData(ctx, api, *config, *shape, ctxLens, pageTable, execGroupSize, table,
+                             counts, stream);
+  }
+
   void scale(float s) {
     if (!failed() && !(std::isfinite(s)))
       error(COMPACT_RT_INVALID_ARGUMENT, "argument 'scale' must be finite (or <= 0 for "
@@ -248,6 +245,8 @@ public:
                        " bytes of shared memory for shape->block_capacity " +
                        std::to_string(kb) + "; the device allows " +
                        std::to_string(ctx->maxSharedOptIn));
+    if (callMode() == CallMode::ValidateOnly)
+      return;
     if (ctx->dryRun)
       return record(k, grid, bindings, shared);
     const Driver &d = *ctx->driver;
@@ -408,6 +407,8 @@ void bindSelection(Bindings &b, const compact_rt_selection *sel) {
 
 } // namespace
 
+CallMode &compact::rt::callMode() { return currentCallMode; }
+
 int compact::rt::setError(int status, std::string message) {
   return fail(compact_rt_status(status), std::move(message));
 }
@@ -451,12 +452,15 @@ std::string attentionOpFor(const char *path) {
   return "";
 }
 
-void applyMatrixPathFromEnvironment(compact_rt_context *ctx) {
+/// COMPACT_RT_MATRIX_PATH and COMPACT_RT_CHECKS set a new context's defaults.
+void applyEnvironment(compact_rt_context *ctx) {
   if (const char *env = std::getenv("COMPACT_RT_MATRIX_PATH")) {
     std::string op = attentionOpFor(env);
     if (!op.empty())
       ctx->attentionOp = op;
   }
+  if (const char *env = std::getenv("COMPACT_RT_CHECKS"))
+    ctx->checks = std::strcmp(env, "") != 0 && std::strcmp(env, "0") != 0;
 }
 } // namespace
 
@@ -510,7 +514,7 @@ extern "C" compact_rt_status compact_rt_create(int device, compact_rt_context **
                    std::string("loading the kernel library (") +
                        (image.format == ImageFormat::Cubin ? "cubin" : "PTX") +
                        "): " + d->describe(r));
-  applyMatrixPathFromEnvironment(ctx);
+  applyEnvironment(ctx);
   *out = ctx;
   return COMPACT_RT_OK;
 }
@@ -522,7 +526,7 @@ extern "C" compact_rt_status compact_rt_create_dry_run(compact_rt_context **out)
   auto ctx = new compact_rt_context;
   ctx->dryRun = true;
   ctx->maxSharedOptIn = 227 * 1024; // sm_90
-  applyMatrixPathFromEnvironment(ctx);
+  applyEnvironment(ctx);
   *out = ctx;
   return COMPACT_RT_OK;
 }
@@ -563,6 +567,14 @@ extern "C" compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx,
   return COMPACT_RT_OK;
 }
 
+extern "C" compact_rt_status compact_rt_set_checks(compact_rt_context *ctx, int enabled) {
+  if (!ctx)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_checks: argument 'ctx' must not be NULL");
+  ctx->checks = enabled != 0;
+  return COMPACT_RT_OK;
+}
+
 extern "C" int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
                                    int32_t exec_group_size) {
   if (!ctx || !config)
@@ -592,6 +604,7 @@ extern "C" compact_rt_status compact_rt_append_kv(compact_rt_context *ctx,
   if (!call.failed() && k_cache == v_cache)
     call.error(COMPACT_RT_INVALID_ARGUMENT, "arguments 'k_cache' and 'v_cache' must differ");
   const KernelInfo *k = call.kernel("append_kv", "append", 0);
+  call.checkData(stream, ctx_lens, page_table);
   if (call.failed())
     return call.status;
   Bindings b;
@@ -616,6 +629,7 @@ extern "C" compact_rt_status compact_rt_pool_keys(compact_rt_context *ctx,
   call.pointer(ctx_lens, "ctx_lens", 4);
   call.pointer(pooled, "pooled", 16);
   const KernelInfo *k = call.kernel("pool_keys", "pool", 0);
+  call.checkData(stream, ctx_lens, page_table);
   if (call.failed())
     return call.status;
   Bindings b;
@@ -642,6 +656,7 @@ extern "C" compact_rt_status compact_rt_block_scores(compact_rt_context *ctx,
   call.pointer(scores, "scores", 4);
   call.scale(scale);
   const KernelInfo *k = call.kernel("block_scores", "scores", 0);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   Bindings b;
@@ -667,6 +682,7 @@ extern "C" compact_rt_status compact_rt_select_blocks(compact_rt_context *ctx,
   call.pointer(mask, "mask", 1);
   call.selection(selection);
   const KernelInfo *k = call.kernel("select_blocks", "select", 0);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   Bindings b;
@@ -691,6 +707,7 @@ extern "C" compact_rt_status compact_rt_block_union(compact_rt_context *ctx,
   Bindings b;
   call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   const KernelInfo *k = call.kernel("block_union", "union", exec_group_size);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   b.buffers["mask"] = {mask, call.rows()};
@@ -730,6 +747,7 @@ extern "C" compact_rt_status compact_rt_select_union(compact_rt_context *ctx,
   Bindings b;
   call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   call.selection(selection);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   b.buffers["scores"] = {scores, call.rows()};
@@ -752,6 +770,7 @@ extern "C" compact_rt_status compact_rt_score_select_union(
   call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   call.scale(scale);
   call.selection(selection);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   b.buffers["q"] = {q, call.queries()};
@@ -774,6 +793,7 @@ extern "C" compact_rt_status compact_rt_dense_table(compact_rt_context *ctx,
   Bindings b;
   call.tableArgs(b, ctx_lens, table, counts, exec_group_size);
   const KernelInfo *k = call.kernel("dense_table", "dense", exec_group_size);
+  call.checkData(stream, ctx_lens);
   if (call.failed())
     return call.status;
   call.launch(k, {call.tableRows(exec_group_size), call.B(), 1}, b, stream);
@@ -809,11 +829,12 @@ extern "C" compact_rt_status compact_rt_paged_attention(
                    std::to_string(exec_group_size) +
                    ") to be a multiple of 128, the attention kernel's row tile");
   const KernelInfo *k = call.kernel(ctx->attentionOp.c_str(), "attention", exec_group_size);
+  call.checkData(stream, ctx_lens, page_table, exec_group_size, table, counts);
   if (call.failed())
     return call.status;
   // The kernels always write the log-sum-exp; a caller that does not want it
   // gets a scratch buffer of the context.
-  if (!lse && ctx->dryRun) {
+  if (!lse && (ctx->dryRun || callMode() == CallMode::ValidateOnly)) {
     lse = reinterpret_cast<float *>(uintptr_t(16)); // never dereferenced
   } else if (!lse) {
     size_t bytes = size_t(call.B()) * config->q_heads * call.C() * sizeof(float);
@@ -855,57 +876,22 @@ extern "C" compact_rt_status compact_rt_check_metadata(compact_rt_context *ctx,
   call.pointer(ctx_lens, "ctx_lens", 4);
   if (call.failed())
     return call.status;
-  const Driver &d = *ctx->driver;
-  ScopedContext scope(ctx);
-  std::vector<int32_t> lens(size_t(shape->batch));
-  std::vector<int32_t> pages(size_t(shape->batch) * shape->max_pages_per_seq);
-  auto s = static_cast<CUstream>(stream);
-  CUresult r = d.cuMemcpyDtoHAsync(lens.data(), CUdeviceptr(uintptr_t(ctx_lens)),
-                                   lens.size() * 4, s);
-  if (r == CUDA_SUCCESS)
-    r = d.cuMemcpyDtoHAsync(pages.data(), CUdeviceptr(uintptr_t(page_table)), pages.size() * 4, s);
-  if (r == CUDA_SUCCESS)
-    r = d.cuStreamSynchronize(s);
-  if (r != CUDA_SUCCESS)
-    return fail(COMPACT_RT_CUDA_ERROR, "compact_rt_check_metadata: copying the metadata: " +
-                                           d.describe(r));
-  std::set<int32_t> used;
-  for (int32_t b = 0; b < shape->batch; ++b) {
-    int64_t len = lens[b];
-    std::string seq = "sequence " + std::to_string(b);
-    if (len < shape->chunk_len)
-      return fail(COMPACT_RT_INVALID_ARGUMENT, "compact_rt_check_metadata: ctx_lens[" +
-                                                   std::to_string(b) + "] (" +
-                                                   std::to_string(len) + ") must be at least "
-                                                   "shape->chunk_len (" +
-                                                   std::to_string(shape->chunk_len) + ")");
-    if (ceilDiv(len, config->block_size) > shape->block_capacity)
-      return fail(COMPACT_RT_INVALID_ARGUMENT,
-                  "compact_rt_check_metadata: ctx_lens[" + std::to_string(b) + "] (" +
-                      std::to_string(len) + ") needs " +
-                      std::to_string(ceilDiv(len, config->block_size)) +
-                      " KV blocks, more than shape->block_capacity (" +
-                      std::to_string(shape->block_capacity) + ")");
-    int64_t need = ceilDiv(len, config->page_size);
-    if (need > shape->max_pages_per_seq)
-      return fail(COMPACT_RT_INVALID_ARGUMENT,
-                  "compact_rt_check_metadata: ctx_lens[" + std::to_string(b) + "] (" +
-                      std::to_string(len) + ") needs " + std::to_string(need) +
-                      " pages, more than shape->max_pages_per_seq (" +
-                      std::to_string(shape->max_pages_per_seq) + ")");
-    for (int64_t i = 0; i < need; ++i) {
-      int32_t page = pages[size_t(b) * shape->max_pages_per_seq + i];
-      if (page < 0 || page >= shape->num_pages)
-        return fail(COMPACT_RT_INVALID_ARGUMENT,
-                    "compact_rt_check_metadata: page_table[" + std::to_string(b) + "][" +
-                        std::to_string(i) + "] (" + std::to_string(page) +
-                        ") must be in [0, shape->num_pages = " +
-                        std::to_string(shape->num_pages) + ")");
-      if (!used.insert(page).second)
-        return fail(COMPACT_RT_INVALID_ARGUMENT,
-                    "compact_rt_check_metadata: page " + std::to_string(page) + " of " + seq +
-                        " is also used by an earlier sequence (page tables alias)");
-    }
-  }
-  return COMPACT_RT_OK;
+  return checkDeviceData(ctx, "compact_rt_check_metadata", *config, *shape, ctx_lens, page_table,
+                         0, nullptr, nullptr, stream);
+}
+
+extern "C" compact_rt_status compact_rt_check_tables(compact_rt_context *ctx,
+                                                     const compact_rt_config *config,
+                                                     const compact_rt_shape *shape,
+                                                     int32_t exec_group_size,
+                                                     const int32_t *ctx_lens, const int32_t *table,
+                                                     const int32_t *counts, void *stream) {
+  Call call(ctx, "compact_rt_check_tables", config, shape);
+  call.checkBasics(exec_group_size);
+  Bindings unused;
+  call.tableArgs(unused, ctx_lens, table, counts, exec_group_size);
+  if (call.failed())
+    return call.status;
+  return checkDeviceData(ctx, "compact_rt_check_tables", *config, *shape, ctx_lens, nullptr,
+                         exec_group_size, table, counts, stream);
 }
