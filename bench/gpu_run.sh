@@ -40,6 +40,13 @@ if [ "$MODE" = report ]; then
     --methods sdpa,flex_sparse,compact --alphas 0.001,0.01,0.06,0.3,0.7 \
     --configs 8:1024:131072,1:1024:131072 2>&1 | tee "$OUT/frontier.log"
 fi
+if [ "$MODE" = tp ]; then
+  # Tensor-parallel chunked prefill over ${TP:-2} GPUs (bench/tp_prefill.py);
+  # NCCL's NVLink multicast stays off.
+  echo "== tensor parallel (TP${TP:-2})"
+  NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc-per-node=${TP:-2} bench/tp_prefill.py \
+    --out "$OUT/tp-prefill.json" ${TP_ARGS:-} 2>&1 | tee "$OUT/tp-prefill.log"
+fi
 if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   echo "== benchmark"
   python3 bench/bench.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"

@@ -93,6 +93,10 @@ METHODS = {"sdpa": None,
            "compact_s4": {"exec_group_size": G, "per_query_block": False}}
 
 
+# Runtime settings from the environment that change what is timed (recorded).
+RUNTIME_ENV = ("COMPACT_RT_CHECKS", "COMPACT_RT_MATRIX_PATH")
+
+
 def fail(message):
     raise SystemExit(f"tp_prefill [rank {os.environ.get('RANK', '0')}]: {message}")
 
@@ -213,7 +217,8 @@ def time_method(ctx, wl, name, keep):
     pick = sorted(range(len(runs)), key=totals.__getitem__)[len(runs) // 2]
     per_rank = runs[pick]
     return {"per_rank": per_rank, "total_ms": totals[pick],
-            "attention_ms": max(r["attention_ms"] for r in per_rank)}, kept
+            "attention_ms": max(r["attention_ms"] for r in per_rank),
+            "allreduce_ms_min": min(r["allreduce_ms"] for r in per_rank)}, kept
 
 
 def rel_err(y, ref):
@@ -318,6 +323,9 @@ class Context:
         if HKV % self.world:
             fail(f"tensor parallelism over {self.world} GPUs needs the world size to divide "
                  f"the {HKV} KV heads")
+        if self.rank == 0 and os.environ.get("COMPACT_RT_CHECKS", "0") not in ("", "0"):
+            print("tp_prefill: warning: COMPACT_RT_CHECKS is on; every call of ours validates "
+                  "on the host (synchronises), so its times are not representative", flush=True)
         nq, nkv = HQ // self.world, HKV // self.world
         self.rt = runtime(nq, nkv, methods, f"the per-rank heads at TP{self.world}")
         self.ref_rt = None
@@ -387,13 +395,14 @@ def run(args, methods):
               "gpu": torch.cuda.get_device_name(),
               "world_size": ctx.world,
               "nccl_nvls_enable": os.environ.get("NCCL_NVLS_ENABLE"),
+              "runtime_env": {k: os.environ.get(k) for k in RUNTIME_ENV},
               "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
                            "nccl": ".".join(map(str, nccl)) if isinstance(nccl, tuple)
                            else str(nccl)},
               "layer": {"Hq": HQ, "Hkv": HKV, "D": D, "hidden": HIDDEN, "page": PAGE,
                         "block": BLOCK, "alpha": ALPHA, "sink": SINK, "window": WINDOW,
-                        "workload": "planted_retrieval", "per_rank_heads": [HQ // ctx.world,
-                                                                            HKV // ctx.world]},
+                        "workload": "planted_retrieval",
+                        "per_rank_heads": [HQ // ctx.world, HKV // ctx.world]},
               "what": "whole chunked prefill of one layer per rank: attention on the rank's "
                       "heads (ours includes append, pooling and selection), o_proj on its rows "
                       "of Wo, bf16 all-reduce; CUDA events per part and chunk, all-reduce time "

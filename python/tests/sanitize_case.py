@@ -8,7 +8,7 @@ import sys
 import torch
 
 from cases import make_case
-from compact_attention import Runtime
+from compact_attention import ChunkedPrefill, Runtime
 
 gen = torch.Generator().manual_seed(0)
 for path, B, C, lens in [("wgmma", 2, 77, [300, 77]), ("wgmma", 1, 1, [1]),
@@ -43,5 +43,21 @@ for path, B, C, lens in [("wgmma", 2, 77, [300, 77]), ("wgmma", 1, 1, [1]),
         counts.zero_()
         rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
                            case["lens"], table, counts, out, lse, s)
+# The plan over a whole prompt (dense first chunk, selected later ones), with
+# per-query-block tables and with group unions, and with the debug checks on.
+rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", checks=True)
+B, L, C = 2, 1500, 256
+case = make_case(gen, B, C, [L] * B, 16, 4, 128, 64, 128)
+q, k, v = (torch.randn((B, L, h, 128), device="cuda").bfloat16() for h in (16, 4, 4))
+for s, per_qb in ((1, True), (4, False)):
+    pooled = torch.zeros((B, 4, case["Kb"], 128), dtype=torch.bfloat16, device="cuda")
+    plan = ChunkedPrefill(rt, B, case["Kb"], exec_group_size=s, per_query_block=per_qb,
+                          max_chunk_len=C, sink=1, window=1)
+    for c0 in range(0, L, C):
+        c = min(C, L - c0)
+        lens = torch.full((B,), c0 + c, dtype=torch.int32, device="cuda")
+        plan(q[:, c0:c0 + c].contiguous(), k[:, c0:c0 + c].contiguous(),
+             v[:, c0:c0 + c].contiguous(), case["k_cache"], case["v_cache"], case["page_table"],
+             lens, pooled, max_prefix_len=c0)
 torch.cuda.synchronize()
 print("sanitize_case: done")
