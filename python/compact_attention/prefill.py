@@ -92,14 +92,14 @@ class ChunkedPrefill:
                  max_prefix_len, out=None, lse=None):
         torch = _torch()
         rt = self.rt
-        B, C = q.shape[0], q.shape[1]
+        B, C = rt._dims(q, "q", 4)[:2]
         rows = (B, C, rt.q_heads, rt.head_dim)
         kv = (B, C, rt.kv_heads, rt.head_dim)
         if out is None:
             out = torch.empty(rows, dtype=rt.dtype, device=q.device)
         args = [rt._check(q, "q", rt.dtype, rows), rt._check(k_new, "k_new", rt.dtype, kv),
                 rt._check(v_new, "v_new", rt.dtype, kv)]
-        cache = rt._cache_shape(k_cache.shape[0])
+        cache = rt._cache_shape(rt._dims(k_cache, "k_cache", 4)[0])
         args += [rt._check(k_cache, "k_cache", rt.dtype, cache),
                  rt._check(v_cache, "v_cache", rt.dtype, cache)]
         lens, pages = rt._lens_and_pages(ctx_lens, page_table, B)

@@ -110,6 +110,17 @@ class Runtime:
             raise ValueError(f"argument '{name}': data must be aligned to {alignment} bytes")
         return ctypes.c_void_p(t.data_ptr())
 
+    def _dims(self, t, name, rank):
+        """The shape of `t` once it is known to be a tensor of `rank`
+        dimensions (read before the full check, which needs the sizes)."""
+        torch = _torch()
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"argument '{name}': expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != rank:
+            raise ValueError(f"argument '{name}': expected {rank} dimensions, got shape "
+                             f"{tuple(t.shape)}")
+        return t.shape
+
     def _cache_shape(self, num_pages):
         if self.layout == "nhd":
             return (num_pages, self.page_size, self.kv_heads, self.head_dim)
@@ -166,11 +177,11 @@ class Runtime:
     # -- ops ----------------------------------------------------------------
 
     def append_kv(self, k_new, v_new, k_cache, v_cache, page_table, ctx_lens):
-        B, C = k_new.shape[0], k_new.shape[1]
+        B, C = self._dims(k_new, "k_new", 4)[:2]
         kv = (B, C, self.kv_heads, self.head_dim)
         k = self._check(k_new, "k_new", self.dtype, kv)
         v = self._check(v_new, "v_new", self.dtype, kv)
-        cache = self._cache_shape(k_cache.shape[0])
+        cache = self._cache_shape(self._dims(k_cache, "k_cache", 4)[0])
         kc = self._check(k_cache, "k_cache", self.dtype, cache)
         vc = self._check(v_cache, "v_cache", self.dtype, cache)
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
@@ -180,8 +191,9 @@ class Runtime:
                    self._stream())
 
     def pool_keys(self, k_cache, page_table, ctx_lens, pooled, chunk_len):
-        B = ctx_lens.shape[0]
-        kc = self._check(k_cache, "k_cache", self.dtype, self._cache_shape(k_cache.shape[0]))
+        B = self._dims(ctx_lens, "ctx_lens", 1)[0]
+        kc = self._check(k_cache, "k_cache", self.dtype,
+                         self._cache_shape(self._dims(k_cache, "k_cache", 4)[0]))
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
         p = self._check(pooled, "pooled", self.dtype, (B, self.kv_heads, None, self.head_dim))
         shape = self._shape(B, chunk_len, k_cache.shape[0], page_table.shape[1], pooled.shape[2])
@@ -189,7 +201,7 @@ class Runtime:
 
     def block_scores(self, q, pooled, ctx_lens, scores, scale=None):
         torch = _torch()
-        B, C = q.shape[0], q.shape[1]
+        B, C = self._dims(q, "q", 4)[:2]
         qp = self._check(q, "q", self.dtype, (B, C, self.q_heads, self.head_dim))
         p = self._check(pooled, "pooled", self.dtype, (B, self.kv_heads, None, self.head_dim))
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
@@ -201,7 +213,7 @@ class Runtime:
 
     def select_blocks(self, scores, ctx_lens, chunk_len, mask, alpha, sink=0, window=0):
         torch = _torch()
-        B, qb, kb = scores.shape[0], scores.shape[2], scores.shape[3]
+        B, _, qb, kb = self._dims(scores, "scores", 4)
         s = self._check(scores, "scores", torch.float32, (B, self.q_heads, qb, kb), 4)
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         m = self._check(mask, "mask", torch.int8, (B, self.q_heads, qb, kb), 1)
@@ -228,7 +240,7 @@ class Runtime:
     def block_union(self, mask, ctx_lens, chunk_len, table, counts, exec_group_size=None):
         torch = _torch()
         s = self._group(exec_group_size)
-        B, qb, kb = mask.shape[0], mask.shape[2], mask.shape[3]
+        B, _, qb, kb = self._dims(mask, "mask", 4)
         m = self._check(mask, "mask", torch.int8, (B, self.q_heads, qb, kb), 1)
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
@@ -242,7 +254,7 @@ class Runtime:
                      exec_group_size=None):
         torch = _torch()
         s = self._group(exec_group_size)
-        B, qb, kb = scores.shape[0], scores.shape[2], scores.shape[3]
+        B, _, qb, kb = self._dims(scores, "scores", 4)
         sc = self._check(scores, "scores", torch.float32, (B, self.q_heads, qb, kb), 4)
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
@@ -255,7 +267,7 @@ class Runtime:
                            exec_group_size=None, scale=None):
         torch = _torch()
         s = self._group(exec_group_size)
-        B, C = q.shape[0], q.shape[1]
+        B, C = self._dims(q, "q", 4)[:2]
         qp = self._check(q, "q", self.dtype, (B, C, self.q_heads, self.head_dim))
         p = self._check(pooled, "pooled", self.dtype, (B, self.kv_heads, None, self.head_dim))
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
@@ -268,7 +280,7 @@ class Runtime:
     def dense_table(self, ctx_lens, table, counts, exec_group_size=None, chunk_len=1):
         torch = _torch()
         s = self._group(exec_group_size)
-        B = ctx_lens.shape[0]
+        B = self._dims(ctx_lens, "ctx_lens", 1)[0]
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
         shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
@@ -278,10 +290,10 @@ class Runtime:
                         lse=None, exec_group_size=None, scale=None):
         torch = _torch()
         s = self._group(exec_group_size)
-        B, C = q.shape[0], q.shape[1]
+        B, C = self._dims(q, "q", 4)[:2]
         rows = (B, C, self.q_heads, self.head_dim)
         qp = self._check(q, "q", self.dtype, rows)
-        cache = self._cache_shape(k_cache.shape[0])
+        cache = self._cache_shape(self._dims(k_cache, "k_cache", 4)[0])
         kc = self._check(k_cache, "k_cache", self.dtype, cache)
         vc = self._check(v_cache, "v_cache", self.dtype, cache)
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
@@ -297,7 +309,7 @@ class Runtime:
 
     def check_metadata(self, page_table, ctx_lens, chunk_len, num_pages, block_capacity):
         """Validates ctx_lens and page_table on the host (synchronises)."""
-        B = ctx_lens.shape[0]
+        B = self._dims(ctx_lens, "ctx_lens", 1)[0]
         lens, pages = self._lens_and_pages(ctx_lens, page_table, B)
         shape = self._shape(B, chunk_len, num_pages, page_table.shape[1], block_capacity)
         self._call("compact_rt_check_metadata", ctypes.byref(shape), pages, lens, self._stream())
@@ -307,7 +319,7 @@ class Runtime:
         the table, entries KV blocks of the context, strictly ascending
         (synchronises)."""
         s = self._group(exec_group_size)
-        B = ctx_lens.shape[0]
+        B = self._dims(ctx_lens, "ctx_lens", 1)[0]
         torch = _torch()
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
