@@ -47,6 +47,21 @@ if [ "$MODE" = tp ]; then
   NCCL_NVLS_ENABLE=0 torchrun --standalone --nproc-per-node=${TP:-2} bench/tp_prefill.py \
     --out "$OUT/tp-prefill.json" ${TP_ARGS:-} 2>&1 | tee "$OUT/tp-prefill.log"
 fi
+if [ "$MODE" = hf ]; then
+  # Hugging Face transformers end to end (random LLaMA-3-style weights):
+  # python/tests/test_hf.py, then bench/hf_llama.py (check + speed, < 3 min).
+  echo "== transformers integration"
+  python3 -m pytest -q --tb=short -p no:cacheprovider python/tests/test_hf.py 2>&1 \
+    | tee "$OUT/hf-tests.log" | tail -20
+  timeout 240 python3 bench/hf_llama.py --out "$OUT/hf-llama.json" ${HF_ARGS:-} 2>&1 \
+    | tee "$OUT/hf-llama.log"
+fi
+if [ "$MODE" = fidelity ]; then
+  # Attention fidelity on structured inputs (bench/structured.py): error,
+  # attention-mass recall and needle retrieval against whole-prefill time.
+  echo "== fidelity"
+  timeout 300 python3 bench/fidelity.py --out "$OUT/fidelity.json" 2>&1 | tee "$OUT/fidelity.log"
+fi
 if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   echo "== benchmark"
   python3 bench/bench.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"

@@ -7,15 +7,17 @@ attention function (compact_attention.hf), on one GPU:
     python bench/hf_llama.py --out hf-llama.json
 
 (a) Check (--check, default 1:8192,2:8192 as B:L; chunks of --chunk 1024).
-    Random prompts (seeded). The reference is the model's own forward over the
-    whole prompt, attention "sdpa", no chunking; compared: the last chunk's
-    logits [B, C, V] (relative Frobenius error, max |diff|, argmax agreement).
-      dense    our plan with every block selected: rel err <= --tol (1e-2) and
-               argmax agreement >= --min-agree (0.99) are asserted. With random
-               weights the top-2 logits are often close, so where HF's own
-               SDPA under the same chunked driver (the bf16 noise floor, row
-               "sdpa") agrees on fewer than 99% itself, dense must be within
-               0.5 points of that floor instead (the JSON records the bound).
+    Random prompts (seeded). The reference is the fp32 copy of the model, its
+    own forward over the whole prompt (attention "sdpa", no chunking);
+    compared: the last chunk's logits [B, C, V] (relative Frobenius error,
+    max |diff|, argmax agreement).
+      hf_bf16  the bf16 model's own unchunked forward: the bf16 noise floor
+               (with random weights and 4 layers of hidden 4096 it is above
+               1e-2, and the top-2 logits are often close).
+      dense    our plan with every block selected: asserted within bf16
+               tolerance, i.e. rel err <= max(--tol, 1.25 x hf_bf16's) and
+               argmax agreement >= min(--min-agree, hf_bf16's - 1 point)
+               (the JSON records both bounds); also compared to hf_bf16.
       sdpa     dense SDPA flash per chunk over contiguous K/V (hf.sdpa_baseline)
       compact  s = G and s = 1 with per-query-block tables, alpha --alphas:
                informational, also against dense's logits.
@@ -35,6 +37,7 @@ check fails (after writing the JSON).
 """
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -75,28 +78,37 @@ def compare(a, b):
             "argmax_agree": float((a.argmax(-1) == b.argmax(-1)).float().mean())}
 
 
-def check(model, rt, B, L, args):
-    """Part (a) for one B:L; returns (rows, passed)."""
-    ids = prompt(B, L, seed=L + B)
-    keep = L - (L - 1) // args.chunk * args.chunk  # the last chunk's length
+def last_logits(model, ids, keep):
+    """The model's own unchunked forward: logits of the last `keep` tokens."""
     with torch.no_grad():
         hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state
-        ref = model.get_output_embeddings()(hidden[:, -keep:])
-    del hidden
-    rows, logits = [], {}
+        return model.get_output_embeddings()(hidden[:, -keep:]).float()
+
+
+def check(model, model32, rt, B, L, args):
+    """Part (a) for one B:L; returns (rows, passed). The reference is the fp32
+    model's unchunked forward; the row "hf_bf16" (the bf16 model's own
+    unchunked forward) is the bf16 noise floor that dense must stay within."""
+    ids = prompt(B, L, seed=L + B)
+    keep = L - (L - 1) // args.chunk * args.chunk  # the last chunk's length
+    ref = last_logits(model32, ids, keep)
+    logits = {"hf_bf16": last_logits(model, ids, keep)}
+    rows = [{"B": B, "L": L, "method": "hf_bf16", **compare(logits["hf_bf16"], ref)}]
     for name, kw in methods(args.alphas).items():
         session = hf.ChunkedPrefillSession(model, B, L, args.chunk, runtime=rt, **kw)
         logits[name] = session.prefill(ids).logits
-        row = {"B": B, "L": L, "method": name, **compare(logits[name], ref)}
+        row = {"B": B, "L": L, "method": name, **compare(logits[name], ref),
+               "vs_hf_bf16": compare(logits[name], logits["hf_bf16"])}
         if name.startswith("compact"):
             row["vs_dense"] = compare(logits[name], logits["dense"])
             row["density"] = session.density()
         rows.append(row)
         del session
-    floor = next(r for r in rows if r["method"] == "sdpa")["argmax_agree"]
-    dense = next(r for r in rows if r["method"] == "dense")
-    dense["min_agree"] = min(args.min_agree, floor - 0.005)
-    passed = dense["rel_err"] <= args.tol and dense["argmax_agree"] >= dense["min_agree"]
+    floor, dense = rows[0], next(r for r in rows if r["method"] == "dense")
+    dense["max_rel_err"] = max(args.tol, 1.25 * floor["rel_err"])
+    dense["min_agree"] = min(args.min_agree, floor["argmax_agree"] - 0.01)
+    passed = (dense["rel_err"] <= dense["max_rel_err"]
+              and dense["argmax_agree"] >= dense["min_agree"])
     dense["passed"] = passed
     del logits, ref
     torch.cuda.empty_cache()
@@ -140,12 +152,14 @@ def fmt(value, spec):
 
 
 def print_check(rows):
+    print("vs the fp32 model (unchunked); vs hf_bf16 = the bf16 model's own unchunked forward")
     print(f"{'B':>2} {'L':>6} {'method':<22} {'rel_err':>8} {'max_abs':>8} {'argmax':>7} "
-          f"{'vs dense':>8} {'density':>7}")
+          f"{'vs bf16':>8} {'vs dense':>8} {'density':>7}")
     for r in rows:
         vs = fmt(r.get("vs_dense", {}).get("rel_err"), ".2e")
+        bf = fmt(r.get("vs_hf_bf16", {}).get("rel_err"), ".2e")
         print(f"{r['B']:>2} {r['L']:>6} {r['method']:<22} {r['rel_err']:>8.2e} "
-              f"{r['max_abs']:>8.3f} {r['argmax_agree']:>7.4f} {vs:>8} "
+              f"{r['max_abs']:>8.3f} {r['argmax_agree']:>7.4f} {bf:>8} {vs:>8} "
               f"{fmt(r.get('density'), '.3f'):>7}")
 
 
@@ -180,17 +194,20 @@ def main():
     t0 = time.time()
     model = hf.random_llama(args.layers, HIDDEN, HQ, HKV, D, MLP, VOCAB, longest, THETA,
                             seed=args.seed)
+    model32 = copy.deepcopy(model).float() if checks else None  # the check's reference
     rt = Runtime(HQ, HKV, D, hf.PAGE, hf.BLOCK, "bfloat16", "nhd")
     print(f"model: {args.layers} layers, hidden {HIDDEN}, heads {HQ}/{HKV} x {D}, MLP {MLP}, "
           f"vocab {VOCAB}, bf16, random (seed {args.seed}); transformers "
           f"{transformers.__version__}; chunk {args.chunk} ({time.time() - t0:.0f}s)", flush=True)
     check_rows, passed = [], True
     for B, L in checks:
-        rows, ok = check(model, rt, B, L, args)
+        rows, ok = check(model, model32, rt, B, L, args)
         check_rows += rows
         passed &= ok
     if check_rows:
         print_check(check_rows)
+    del model32
+    torch.cuda.empty_cache()
     speed_rows = []
     for B, L in speeds:
         speed_rows += speed(model, rt, B, L, args)
@@ -212,7 +229,8 @@ def main():
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out} ({time.time() - t0:.0f}s)")
     if not passed:
-        sys.exit("bench/hf_llama.py: check FAILED (dense vs the unchunked sdpa forward)")
+        sys.exit("bench/hf_llama.py: check FAILED (dense vs the fp32 model, beyond the bf16 "
+                 "model's own error)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Plots and tables of docs/performance.md from the committed JSON under
 bench/results/ (no GPU needed; needs matplotlib).
 
-    python3 bench/plot_results.py [--date 2026-11-30]
+    python3 bench/plot_results.py [--date 2026-11-30] [--fidelity F.json] [--only-fidelity]
 """
 
 import argparse
@@ -25,6 +25,8 @@ STYLE = {
     "compact_s4": ("ours, s = G = 4 (group union)", "tab:blue", "o"),
     "compact_s1": ("ours, s = 1 (per-head tables)", "tab:green", "o"),
     "compact_s1_qb": ("ours, s = 1, a table per query block", "tab:olive", "v"),
+    "compact_s2": ("ours, s = 2 (sub-group union)", "tab:cyan", "o"),
+    "quoka": ("QUOKA-style (token top-k, gather + flash)", "tab:red", "*"),
 }
 
 
@@ -126,6 +128,63 @@ def frontier(sweep):
     plt.close(fig)
 
 
+def fidelity(fid):
+    """Structured inputs (bench/fidelity.py): relative error and needle
+    retrieval of the last chunk against whole-prefill time, a panel per level
+    (the first (B, C, L) of the file)."""
+    first = fid["rows"][0]
+    rows = [r for r in fid["rows"] if (r["B"], r["C"], r["L"]) ==
+            (first["B"], first["C"], first["L"])]
+    levels = list(dict.fromkeys(r["level"] for r in rows))
+    fig, axes = plt.subplots(2, len(levels), figsize=(5 * len(levels), 8), squeeze=False)
+    for j, level in enumerate(levels):
+        curves = defaultdict(list)
+        for r in rows:
+            if r["level"] == level:
+                curves[key(r)].append(r)
+        for k, rs in curves.items():
+            rs.sort(key=lambda r: r.get("alpha", 0))
+            label, color, marker = STYLE[k]
+            ts = [r["prefill_ms"] for r in rs]
+            for ax, metric in ((axes[0][j], "err_vs_dense"), (axes[1][j], "needle_acc")):
+                ax.plot(ts, [r.get(metric) for r in rs], marker=marker, color=color,
+                        label=label, ms=9 if marker == "*" else 6)
+            for r in rs:
+                if "alpha" in r:
+                    axes[0][j].annotate(f"{r['alpha']:g}", (r["prefill_ms"], r["err_vs_dense"]),
+                                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        thresh = fid["workload"]["needle_threshold"]
+        for i, ylabel in enumerate(("relative error vs dense fp32, last chunk (log)",
+                                    f"needle rows retrieved (cos > {thresh})")):
+            ax = axes[i][j]
+            ax.set_xscale("log")
+            ax.set_xlabel("whole prefill attention, ms (log)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        axes[0][j].set_yscale("log")
+        axes[1][j].set_ylim(-0.05, 1.05)
+        axes[0][j].set_title(f"{level}: B = {first['B']}, C = {first['C']}, "
+                             f"L = {first['L'] // 1024}K (labels: alpha)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Structured inputs: fidelity against time (ours and QUOKA include selection)")
+    fig.tight_layout()
+    fig.savefig(IMAGES / "fidelity.png", dpi=110)
+    plt.close(fig)
+
+
+def fidelity_table(fid):
+    print()
+    print("| level | method | alpha | whole prefill ms | density | recall | error vs dense | "
+          "error, rows without needle | needles retrieved |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in fid["rows"]:
+        needle = f"{r['needle_acc']:.2f}" if "needle_acc" in r else "-"
+        alpha = f"{r['alpha']:g}" if "alpha" in r else "-"
+        print(f"| {r['level']} | {key(r)} | {alpha} | {r['prefill_ms']:.1f} | "
+              f"{r['density']:.3f} | {r['recall']:.3f} | {r['err_vs_dense']:.4f} | "
+              f"{r['err_background']:.4f} | {needle} |")
+
+
 def dense_throughput(last):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method, label, color in (("compact_dense", "ours (wgmma v2)", "tab:blue"),
@@ -188,7 +247,20 @@ def frontier_table(sweep):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--date", default="2026-11-30")
+    ap.add_argument("--fidelity", default=None,
+                    help="fidelity JSON (default: the newest bench/results/fidelity-*.json)")
+    ap.add_argument("--only-fidelity", action="store_true")
     args = ap.parse_args()
+    fids = [Path(args.fidelity)] if args.fidelity else sorted(RESULTS.glob("fidelity-*.json"))
+    if fids and fids[-1].exists():
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        fid = json.loads(fids[-1].read_text())
+        fidelity(fid)
+        fidelity_table(fid)
+    else:
+        print("no fidelity results: docs/images/fidelity.png not drawn")
+    if args.only_fidelity:
+        return
     IMAGES.mkdir(parents=True, exist_ok=True)
     grid = load(f"prefill-grid-{args.date}.json")
     last = load(f"last-chunk-{args.date}.json")

@@ -64,12 +64,12 @@ def chunk_flops(B, C, L):
 
 
 class Point:
-    """One (B, C, L): the workload, contiguous K/V for the peers and a paged
-    cache for ours."""
+    """One (B, C, L): the workload (planted retrieval unless `inputs` gives
+    q, k, v), contiguous K/V for the peers and a paged cache for ours."""
 
-    def __init__(self, rt, B, C, L, seed):
+    def __init__(self, rt, B, C, L, seed, inputs=None):
         self.B, self.C, self.L = B, C, L
-        self.q, self.k, self.v = planted_retrieval(B, L, Hq, Hkv, D, BLOCK, seed=seed)
+        self.q, self.k, self.v = inputs or planted_retrieval(B, L, Hq, Hkv, D, BLOCK, seed=seed)
         self.qt = self.q.transpose(1, 2).contiguous()   # [B, Hq, L, D]
         self.kt = self.k.transpose(1, 2).contiguous()   # [B, Hkv, L, D]
         self.vt = self.v.transpose(1, 2).contiguous()

@@ -3,6 +3,8 @@ tiny random LLaMA (2 layers, 16 query / 4 KV heads of 128, hidden 2048) runs
 chunked prefill through our kernels; dense must match the model's own
 unchunked forward, and the prompt's K/V must decode with HF's attention."""
 
+import copy
+
 import pytest
 import torch
 
@@ -39,15 +41,25 @@ def rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
+def fp32_model():
+    if "fp32" not in _model:
+        _model["fp32"] = copy.deepcopy(model()).float()
+    return _model["fp32"]
+
+
 @pytest.mark.parametrize("kw", [dict(method="dense"),
                                 dict(method="baseline", baseline=hf.sdpa_baseline)],
                          ids=["dense", "sdpa_baseline"])
-def test_dense_matches_unchunked_sdpa(kw):
+def test_dense_matches_the_model_within_bf16_noise(kw):
+    """Against the fp32 model's unchunked forward, chunked prefill through
+    the session is as close as the bf16 model's own unchunked forward (the
+    bf16 noise floor), or within TOL."""
     m, ids = model(), prompt()
-    ref = unchunked_logits(m, ids, CHUNK)
+    ref = unchunked_logits(fp32_model(), ids, CHUNK)
+    floor = rel(unchunked_logits(m, ids, CHUNK), ref)
     out = hf.ChunkedPrefillSession(m, B, L, CHUNK, **kw).prefill(ids, timing=True)
     assert out.logits.shape == (B, CHUNK, VOCAB)
-    assert rel(out.logits, ref) <= TOL
+    assert rel(out.logits, ref) <= max(TOL, 1.25 * floor), f"bf16 floor {floor:.3e}"
     assert len(out.chunk_attention_ms) == L // CHUNK and out.attention_ms > 0
     assert m.config._attn_implementation == "sdpa"  # restored
 
