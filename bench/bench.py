@@ -8,11 +8,9 @@ writes JSON in the schema of BENCH.md.
 import argparse
 import datetime
 import json
-import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch

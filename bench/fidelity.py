@@ -19,9 +19,7 @@ whole chunked prefill's attention time (CUDA events). Methods:
 """
 
 import argparse
-import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -183,11 +181,7 @@ def main():
             print(f"({time.time() - t0:.0f}s)", flush=True)
             rows += here
             torch.cuda.empty_cache()
-    result = {"device": torch.cuda.get_device_name(),
-              "commit": os.environ.get("COMPACT_COMMIT", "unknown"),
-              "date": datetime.date.today().isoformat(),
-              "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                           "triton": __import__("triton").__version__},
+    result = {**pb.run_header(),
               "workload": {"name": "structured", "Hq": Hq, "Hkv": Hkv, "D": D,
                            "page": pb.PAGE, "block": BLOCK, "levels": LEVELS,
                            "sink": pb.SINK, "window": pb.WINDOW, "needle_threshold": THRESH,

@@ -9,7 +9,6 @@ selection densities, and the error against dense attention.
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 import time
@@ -224,6 +223,15 @@ def run_flex(rt, pt, sparse, alpha=ALPHA):
     return total, out, density
 
 
+def run_header():
+    """What every result file starts with: device, commit, date, versions."""
+    return {"device": torch.cuda.get_device_name(),
+            "commit": os.environ.get("COMPACT_COMMIT", "unknown"),
+            "date": datetime.date.today().isoformat(),
+            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
+                         "triton": __import__("triton").__version__}}
+
+
 def rel(a, b):
     a, b = a.float(), b.float()
     return float((a - b).norm() / b.norm())
@@ -304,11 +312,7 @@ def main():
         print(line + f" ({time.time() - t0:.0f}s)", flush=True)
         del pt, here
         torch.cuda.empty_cache()
-    result = {"device": torch.cuda.get_device_name(),
-              "commit": os.environ.get("COMPACT_COMMIT", "unknown"),
-              "date": datetime.date.today().isoformat(),
-              "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                           "triton": __import__("triton").__version__},
+    result = {**run_header(),
               "workload": {"name": "planted_retrieval", "Hq": Hq, "Hkv": Hkv, "D": D,
                            "page": PAGE, "block": BLOCK, "hot_frac": 0.04, "signal": 8.0,
                            "alpha": alphas, "sink": SINK, "window": WINDOW,

@@ -5,7 +5,6 @@ with no host synchronisation, and a torch.library custom op around it."""
 
 import ctypes
 import itertools
-import math
 
 from . import _native
 from .runtime import CompactError, Runtime, _torch

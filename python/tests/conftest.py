@@ -1,6 +1,5 @@
 """GPU tests of the generated kernels (run on the H200: bench/gpu_run.sh)."""
 
-import os
 import sys
 from pathlib import Path
 

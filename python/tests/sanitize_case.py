@@ -2,8 +2,6 @@
 (odd lengths, a single-token chunk, partial last pages, empty tables), for
 compute-sanitizer (memcheck / racecheck / initcheck / synccheck)."""
 
-import math
-import sys
 
 import torch
 
