@@ -8,6 +8,17 @@ import torch
 
 DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16}
 
+# (Hq, Hkv, D, page, block, dtype, layout, exec group sizes): the kernel
+# library (compact::codegen::defaultLibrary).
+LIBRARY = [
+    (16, 4, 128, 64, 128, "bf16", "nhd", (1, 2, 4)),
+    (16, 4, 128, 128, 128, "bf16", "hnd", (4,)),
+    (32, 8, 64, 64, 128, "f16", "nhd", (2, 4)),
+    (28, 4, 128, 64, 128, "bf16", "nhd", (1, 7)),
+    (16, 4, 128, 64, 64, "bf16", "nhd", (4,)),
+    (32, 8, 128, 64, 128, "bf16", "nhd", (1, 4)),
+]
+
 
 def make_case(gen, B, C, lens, Hq, Hkv, D, PS, bs, dtype="bf16", layout="nhd", capacity_slack=1,
               spare_pages=5, device="cuda"):

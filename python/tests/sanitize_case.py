@@ -1,35 +1,46 @@
-"""Every kernel of the default configuration once, on small and edge shapes
-(odd lengths, a single-token chunk, partial last pages, empty tables), for
-compute-sanitizer (memcheck / racecheck / initcheck / synccheck)."""
+"""Every kernel of the kernel library at least once, on small and edge shapes
+(odd lengths, a single-token chunk, partial last pages, empty tables, both
+matrix paths), and the plan, for compute-sanitizer (memcheck / racecheck /
+initcheck / synccheck)."""
 
 
 import torch
 
-from cases import make_case
+from cases import LIBRARY, make_case
 from compact_attention import ChunkedPrefill, Runtime
 
 gen = torch.Generator().manual_seed(0)
-for path, B, C, lens in [("wgmma", 2, 77, [300, 77]), ("wgmma", 1, 1, [1]),
-                         ("wgmma", 3, 200, [1000, 260, 513]), ("mma_sync", 3, 200, [1000, 260, 513])]:
-    rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", matrix_path=path)
-    case = make_case(gen, B, C, lens, 16, 4, 128, 64, 128)
-    k_new = torch.randn((B, C, 4, 128), device="cuda").bfloat16()
+DEFAULT = LIBRARY[0]
+# The default configuration on every edge shape and both matrix paths; every
+# other configuration of the library on one shape with odd lengths.
+RUNS = [(DEFAULT, "wgmma", 2, 77, [300, 77]), (DEFAULT, "wgmma", 1, 1, [1]),
+        (DEFAULT, "wgmma", 3, 200, [1000, 260, 513]),
+        (DEFAULT, "mma_sync", 3, 200, [1000, 260, 513])]
+RUNS += [(cfg, "wgmma", 2, 200, [777, 200]) for cfg in LIBRARY[1:]]
+for cfg, path, B, C, lens in RUNS:
+    Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
+    rt = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16", layout,
+                 matrix_path=path)
+    case = make_case(gen, B, C, lens, Hq, Hkv, D, PS, bs, dtype, layout)
+    dt = case["q"].dtype
+    k_new = torch.randn((B, C, Hkv, D), device="cuda").to(dt)
     rt.append_kv(k_new, k_new.clone(), case["k_cache"], case["v_cache"], case["page_table"],
                  case["lens"])
     Kb = case["Kb"]
-    pooled = torch.zeros((B, 4, Kb, 128), dtype=torch.bfloat16, device="cuda")
+    pooled = torch.zeros((B, Hkv, Kb, D), dtype=dt, device="cuda")
     rt.pool_keys(case["k_cache"], case["page_table"], case["lens"], pooled, C)
-    qb = -(-C // 128)
-    scores = torch.zeros((B, 16, qb, Kb), device="cuda")
+    qb = -(-C // bs)
+    scores = torch.zeros((B, Hq, qb, Kb), device="cuda")
     rt.block_scores(case["q"], pooled, case["lens"], scores)
-    mask = torch.zeros((B, 16, qb, Kb), dtype=torch.int8, device="cuda")
+    mask = torch.zeros((B, Hq, qb, Kb), dtype=torch.int8, device="cuda")
     rt.select_blocks(scores, case["lens"], C, mask, 0.06, 2, 4)
-    # One table per group, and one per group and query block.
-    for s, T in ((1, 1), (2, 1), (4, 1), (1, qb), (4, qb)):
-        table = torch.zeros((B, 16 // s * T, Kb), dtype=torch.int32, device="cuda")
-        counts = torch.zeros((B, 16 // s * T), dtype=torch.int32, device="cuda")
+    # One table per group, and (where a row tile lies in one query block) one
+    # per group and query block.
+    for s, T in [(s, 1) for s in groups] + [(s, qb) for s in groups if (bs * s) % 128 == 0]:
+        table = torch.zeros((B, Hq // s * T, Kb), dtype=torch.int32, device="cuda")
+        counts = torch.zeros((B, Hq // s * T), dtype=torch.int32, device="cuda")
         out = torch.zeros_like(case["q"])
-        lse = torch.zeros((B, 16, C), device="cuda")
+        lse = torch.zeros((B, Hq, C), device="cuda")
         rt.block_union(mask, case["lens"], C, table, counts, s)
         rt.select_union(scores, case["lens"], C, table, counts, 0.06, 2, 4, s)
         rt.score_select_union(case["q"], pooled, case["lens"], table, counts, 0.06, 2, 4, s)

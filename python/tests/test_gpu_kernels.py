@@ -7,20 +7,13 @@ import pytest
 import torch
 
 import reference
-from cases import make_case, reference_attention, rel_err
+from cases import LIBRARY, make_case, reference_attention, rel_err
 from compact_attention import ChunkedPrefill, CompactError, Runtime
 from compact_attention.prefill import chunked_prefill_attention, register
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
-# (Hq, Hkv, D, page, block, dtype, layout, exec group sizes): the kernel library.
-CONFIGS = [
-    (16, 4, 128, 64, 128, "bf16", "nhd", (1, 2, 4)),
-    (16, 4, 128, 128, 128, "bf16", "hnd", (4,)),
-    (32, 8, 64, 64, 128, "f16", "nhd", (2, 4)),
-    (28, 4, 128, 64, 128, "bf16", "nhd", (1, 7)),
-    (16, 4, 128, 64, 64, "bf16", "nhd", (4,)),
-]
+CONFIGS = LIBRARY
 _runtimes = {}
 
 
