@@ -11,8 +11,6 @@ using namespace compact::rt;
 
 namespace {
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 std::string at(const char *name, int64_t i) {
   return std::string(name) + "[" + std::to_string(i) + "]";
 }
@@ -84,8 +82,7 @@ std::string compact::rt::checkTables(const compact_rt_config &config,
                                      const std::vector<int32_t> &lens,
                                      const std::vector<int32_t> &table,
                                      const std::vector<int32_t> &counts) {
-  int64_t rows = int64_t(config.q_heads) / execGroupSize *
-                 (shape.per_query_block ? ceilDiv(shape.chunk_len, config.block_size) : 1);
+  int64_t rows = tableRows(config, shape, execGroupSize);
   int64_t kb = shape.block_capacity;
   for (int64_t b = 0; b < shape.batch; ++b) {
     int64_t blocks = ceilDiv(lens[b], config.block_size);
@@ -134,8 +131,7 @@ compact_rt_status compact::rt::checkDeviceData(compact_rt_context *ctx, const ch
       return failWith(COMPACT_RT_INVALID_ARGUMENT, error);
   }
   if (table) {
-    size_t rows = size_t(shape.batch) * (config.q_heads / execGroupSize) *
-                  (shape.per_query_block ? ceilDiv(shape.chunk_len, config.block_size) : 1);
+    size_t rows = size_t(shape.batch) * tableRows(config, shape, execGroupSize);
     std::vector<int32_t> hostCounts(rows), hostTable(rows * shape.block_capacity);
     error = copyToHost(ctx, hostCounts.data(), counts, hostCounts.size() * 4, stream);
     if (error.empty())

@@ -3,6 +3,8 @@
 #ifndef COMPACT_RUNTIME_CONTEXT_H
 #define COMPACT_RUNTIME_CONTEXT_H
 
+#include "compact_rt.h"
+
 #include "Driver.h"
 
 #include <mutex>
@@ -31,6 +33,16 @@ struct compact_rt_context {
 };
 
 namespace compact::rt {
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// Block-table rows per sequence of a call: E = Hq / s execution groups,
+/// times Qb = ceil(C / block_size) with one table per query block.
+inline int64_t tableRows(const compact_rt_config &config, const compact_rt_shape &shape,
+                         int64_t execGroupSize) {
+  return config.q_heads / execGroupSize *
+         (shape.per_query_block ? ceilDiv(shape.chunk_len, config.block_size) : 1);
+}
 
 /// How the entry points run for the plan, which checks every op of a chunk
 /// before it launches any (so a bad argument writes nothing).

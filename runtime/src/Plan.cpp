@@ -16,7 +16,6 @@ struct compact_rt_plan {
 };
 
 namespace {
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 compact_rt_status planError(compact_rt_status status, const std::string &message) {
   return compact_rt_status(setError(status, message));

@@ -38,8 +38,6 @@ uint64_t nextFakeAddress = uint64_t(1) << 40;
 
 thread_local CallMode currentCallMode = CallMode::Launch;
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 } // namespace
 
 namespace {
@@ -380,10 +378,7 @@ public:
   std::vector<int64_t> lens() const { return {B()}; }
   std::vector<int64_t> pooled() const { return {B(), config->kv_heads, Kb(), config->head_dim}; }
   std::vector<int64_t> rows() const { return {B(), config->q_heads, Qb(), Kb()}; }
-  /// Table rows: E = Hq / s, times Qb with one table per query block.
-  int64_t tableRows(int64_t s) const {
-    return config->q_heads / s * (shape->per_query_block ? Qb() : 1);
-  }
+  int64_t tableRows(int64_t s) const { return compact::rt::tableRows(*config, *shape, s); }
   std::vector<int64_t> table(int64_t s) const { return {B(), tableRows(s), Kb()}; }
   std::vector<int64_t> counts(int64_t s) const { return {B(), tableRows(s)}; }
 
