@@ -323,7 +323,9 @@ class Runtime:
         torch = _torch()
         lens = self._check(ctx_lens, "ctx_lens", torch.int32, (B,), 4)
         t, c, per_qb = self._tables(table, counts, B, s, chunk_len)
-        shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
-        shape.max_pages_per_seq = max(shape.max_pages_per_seq,
-                                      -(-table.shape[2] * self.block_size // self.page_size))
+        # No page table is read: the shape's page rows only need to hold the
+        # contexts the tables can address.
+        Kb = table.shape[2]
+        shape = self._shape(B, chunk_len, max_pages=-(-Kb * self.block_size // self.page_size),
+                            capacity=Kb, per_query_block=per_qb)
         self._call("compact_rt_check_tables", ctypes.byref(shape), s, lens, t, c, self._stream())
