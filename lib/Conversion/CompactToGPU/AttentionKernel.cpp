@@ -39,7 +39,11 @@ using arith::CmpIPredicate;
 
 namespace {
 
-constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256, kKeys = 64;
+constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
+// Keys per K/V tile: 128 on the wgmma path when a KV block holds whole
+// 128-key tiles (half the barriers and softmax bookkeeping per key, and
+// m64n128 products for S), else 64.
+constexpr int64_t kWideKeys = 128, kNarrowKeys = 64;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
@@ -52,8 +56,9 @@ struct AttentionConfig {
   float scale;
   Type element;
   bool withLse;
+  int64_t tileKeys;
 
-  int64_t tileBytes() const { return kKeys * headDim * 2; }
+  int64_t tileBytes() const { return tileKeys * headDim * 2; }
   int64_t queryBytes() const { return kRows * headDim * 2; }
   int64_t sharedBytes() const { return queryBytes() + 4 * tileBytes(); }
   int64_t chunksPerRow() const { return headDim / 8; }
@@ -106,10 +111,12 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   cfg.scale = op.getEffectiveScale();
   cfg.element = elementType(q);
   cfg.withLse = bool(op.getLse());
+  cfg.tileKeys =
+      cfg.path == MatrixPath::Wgmma && cfg.blockSize % kWideKeys == 0 ? kWideKeys : kNarrowKeys;
   if (cfg.headDim != 64 && cfg.headDim != 128)
     return op.emitOpError() << "GPU lowering of attention supports head dim 64 or 128, got "
                             << cfg.headDim;
-  if (cfg.pageSize % kKeys != 0)
+  if (cfg.pageSize % kNarrowKeys != 0)
     return op.emitOpError() << "GPU lowering of attention needs a page size that is a multiple "
                                "of 64, got "
                             << cfg.pageSize;
@@ -144,7 +151,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value lse = cfg.withLse ? args[9] : Value();
     Type f32 = gb.builder().getF32Type();
     const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
-    const int64_t tilesPerBlock = cfg.blockSize / kKeys;
+    const int64_t kKeys = cfg.tileKeys, tilesPerBlock = cfg.blockSize / kKeys;
 
     Value tileM = gb.blockId(gpu::Dimension::x), e = gb.blockId(gpu::Dimension::y);
     Value b = gb.blockId(gpu::Dimension::z);
@@ -208,21 +215,33 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
                          SmallVector<Value> &tokens, bool keys, bool values) {
       Value j0 = tileStart(l, tile);
-      // The page of the tile's first key; a tile past the context (the tail
-      // of a partial last block) uses the last page of the context, so no
-      // page-table entry beyond the sequence is read. Its keys are zero-filled.
-      Value pageIndex = l.min(l.div(l.min(j0, l.sub(ctxLen, l.index(1))), l.index(cfg.pageSize)),
-                              l.sub(l.dim(pageTable, 1), l.index(1)));
-      Value page = l.toIndex(l.load(pageTable, {b, pageIndex}));
-      Value slot0 = l.rem(j0, l.index(cfg.pageSize));
+      // The page of each 64-key part of the tile (a page holds whole parts;
+      // a 128-key tile spans two pages of 64). A part past the context (the
+      // tail of a partial last block) uses the last page of the context, so
+      // no page-table entry beyond the sequence is read; its keys are
+      // zero-filled.
+      SmallVector<Value> pages, slots;
+      for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
+        Value jPart = l.add(j0, l.index(part * kNarrowKeys));
+        Value pageIndex =
+            l.min(l.div(l.min(jPart, l.sub(ctxLen, l.index(1))), l.index(cfg.pageSize)),
+                  l.sub(l.dim(pageTable, 1), l.index(1)));
+        pages.push_back(l.toIndex(l.load(pageTable, {b, pageIndex})));
+        slots.push_back(l.rem(jPart, l.index(cfg.pageSize)));
+      }
+      const int64_t rowsPerStep = kThreads / cpr;
       for (int64_t i = 0; i < kKeys * cpr / kThreads; ++i) {
         Value c = l.add(l.index(i * kThreads), l.threadId());
         Value r = l.div(c, l.index(cpr));
         Value x = l.mul(l.rem(c, l.index(cpr)), l.index(8));
+        // Rows [i * rowsPerStep, (i + 1) * rowsPerStep) lie in one part.
+        const int64_t part = i * rowsPerStep / kNarrowKeys;
+        Value inPart = l.sub(r, l.index(part * kNarrowKeys));
         // Keys past the context are zero-filled: not even their (stale) page
         // slots are read.
         Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, l.add(j0, r), ctxLen));
-        SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, l.add(slot0, r), kv, x);
+        SmallVector<Value, 4> src =
+            cacheIndices(cfg.layout, pages[part], l.add(slots[part], inPart), kv, x);
         SmallVector<Value, 4> at = inStage(stage, placement(l, r, x));
         if (keys)
           tokens.push_back(l.copyAsync16(keyTiles, at, kCache, src, valid));
@@ -295,7 +314,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // next 64-column half after four steps.
       Value qRows = l.mul(warpgroupRows, l.index(64 * 128));
       Value kTile = l.add(l.index(keyBytes), l.mul(stage, l.index(cfg.tileBytes())));
-      SmallVector<Value> acc(32, l.f32(0.0f));
+      SmallVector<Value> acc(kKeys / 2, l.f32(0.0f));
       l.ptx("wgmma.fence.sync.aligned;");
       for (int64_t ks = 0; ks < d / 16; ++ks) {
         int64_t step = (ks % 4) * 32;
@@ -352,7 +371,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           needMask, types,
           [&](GpuBuilder &lm) {
             SmallVector<Value> masked;
-            for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t nt = 0; nt < kKeys / 8; ++nt)
               for (int64_t c = 0; c < 4; ++c) {
                 Value j = lm.add(lm.add(j0, lm.index(nt * 8 + c % 2)),
                                  lm.mul(quadCol, lm.index(2)));
@@ -369,7 +388,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       SmallVector<Value> p(logits.size());
       for (int half = 0; half < 2; ++half) {
         Value mx = l.negInf(f32);
-        for (int64_t nt = 0; nt < 8; ++nt)
+        for (int64_t nt = 0; nt < kKeys / 8; ++nt)
           mx = l.maxF(mx, l.maxF(logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]));
         mx = l.warpMax(mx, {1, 2});
         step.m[half] = l.maxF(mOld[half], mx);
@@ -377,14 +396,14 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                                l.f32(0.0f), step.m[half]);
         step.alpha[half] = l.exp2(l.subF(mOld[half], mSafe));
         Value sum = l.f32(0.0f);
-        for (int64_t nt = 0; nt < 8; ++nt)
+        for (int64_t nt = 0; nt < kKeys / 8; ++nt)
           for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
             p[nt * 4 + c] = l.exp2(l.subF(logits[nt * 4 + c], mSafe));
             sum = l.addF(sum, p[nt * 4 + c]);
           }
         step.l[half] = l.addF(l.mulF(lOld[half], step.alpha[half]), sum);
       }
-      for (int64_t kk = 0; kk < 4; ++kk)
+      for (int64_t kk = 0; kk < kKeys / 16; ++kk)
         step.pRegs.append({l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
                            l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
                            l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
@@ -409,7 +428,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       SmallVector<Value> acc(regs.begin(), regs.begin() + o.size());
       l.ptx("wgmma.fence.sync.aligned;");
       Value vTile = l.add(l.index(valueBytes), l.mul(stage, l.index(cfg.tileBytes())));
-      for (int64_t kk = 0; kk < 4; ++kk) {
+      for (int64_t kk = 0; kk < kKeys / 16; ++kk) {
         ArrayRef<Value> a(regs.begin() + o.size() + 4 * kk, 4);
         Value descV = l.wgmmaDescriptor(sharedAddress(l, l.add(vTile, l.index(kk * 2048))),
                                         kKeys * 128, 1024);
