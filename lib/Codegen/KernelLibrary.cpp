@@ -162,6 +162,17 @@ func.func @{f}__paged_attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref
         into {q}, {lse}
   return
 }
+func.func @{f}__paged_attention_split(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
+                                      %lens: memref<?xi32>, %table: {table}, %counts: {counts},
+                                      %out: {q}, %lse: {lse}, %po: {partial_out},
+                                      %pl: {partial_lse}) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
+      workspace(%po, %pl : {partial_out}, {partial_lse})
+      {block_size = {bs}, layout = {layout}, exec_group_size = {s}}
+      : {q}, {cache}, {cache}, memref<?x?xi32>, memref<?xi32>, {table}, {counts}
+        into {q}, {lse}
+  return
+}
 func.func @{f}__paged_attention_mma(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
                                     %lens: memref<?xi32>, %table: {table}, %counts: {counts},
                                     %out: {q}, %lse: {lse}) {
@@ -192,6 +203,8 @@ std::string compact::codegen::buildLibraryProgram(const std::vector<LibraryConfi
         {"scores", formatv("memref<?x{0}x?x?xf32>", c.qHeads)},
         {"mask", formatv("memref<?x{0}x?x?xi8>", c.qHeads)},
         {"lse", formatv("memref<?x{0}x?xf32>", c.qHeads)},
+        {"partial_out", formatv("memref<?x?x?x{0}x{1}xf32>", c.qHeads, c.headDim)},
+        {"partial_lse", formatv("memref<?x?x{0}x?xf32>", c.qHeads)},
         {"layout", "#compact.layout<" + c.layout + ">"},
         {"bs", std::to_string(c.blockSize)},
         {"hkv", std::to_string(c.kvHeads)},

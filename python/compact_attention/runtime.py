@@ -31,7 +31,7 @@ class Runtime:
 
     def __init__(self, q_heads, kv_heads, head_dim, page_size=64, block_size=128,
                  dtype="bfloat16", layout="nhd", device=None, dry_run=False, matrix_path=None,
-                 checks=False):
+                 checks=False, kv_splits=None):
         torch = _torch()
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace("torch.", "")
@@ -69,6 +69,8 @@ class Runtime:
         if matrix_path is not None:
             if lib.compact_rt_set_matrix_path(handle, matrix_path.encode()) != _native.OK:
                 raise ValueError(_native.last_error())
+        if kv_splits is not None:
+            self.set_kv_splits(kv_splits)
         if checks:
             # Debug mode: every call validates the metadata and tables it
             # reads on the host before launching (synchronises each call).
@@ -87,6 +89,14 @@ class Runtime:
     def supports(self, exec_group_size):
         return bool(self._lib.compact_rt_supports(self._handle, ctypes.byref(self.config),
                                                   exec_group_size))
+
+    def set_kv_splits(self, splits):
+        """Split-KV of paged_attention: 0 chooses from the work (splits when
+        the grid would leave SMs idle), 1 never splits, 2..16 pins it."""
+        if isinstance(splits, bool) or not isinstance(splits, int):
+            raise ValueError(f"argument 'splits': expected an int in [0, 16], got {splits!r}")
+        if self._lib.compact_rt_set_kv_splits(self._handle, splits) != _native.OK:
+            raise ValueError(_native.last_error())
 
     def dry_run_log(self):
         return self._lib.compact_rt_dry_run_log(self._handle).decode()

@@ -90,6 +90,16 @@ const char *compact_rt_dry_run_log(const compact_rt_context *ctx);
  * The environment variable COMPACT_RT_MATRIX_PATH sets the default. */
 compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx, const char *path);
 
+/* Split-KV of compact_rt_paged_attention (wgmma path): each row tile's
+ * table walk is split over `splits` blocks whose partial results a second
+ * kernel merges by their log-sum-exp, in a fixed order (bit-identical run to
+ * run). 0, the default, chooses from the work: more splits when the grid
+ * would leave SMs idle (small batch, short chunk), none when it fills the
+ * GPU; 1 never splits; at most 16. The environment variable
+ * COMPACT_RT_KV_SPLITS sets the default. The workspace is scratch of the
+ * context, one per stream. */
+compact_rt_status compact_rt_set_kv_splits(compact_rt_context *ctx, int32_t splits);
+
 /* 1 if the library has kernels for (config, exec_group_size), else 0. */
 int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
                         int32_t exec_group_size);

@@ -7,6 +7,7 @@
 
 #include "Driver.h"
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -20,8 +21,18 @@ struct compact_rt_context {
   std::mutex mutex;
   std::unordered_map<std::string, compact::rt::CUfunction> functions;
   std::unordered_map<compact::rt::CUfunction, int> sharedLimit;
-  compact::rt::CUdeviceptr lseScratch = 0;
-  size_t lseScratchBytes = 0;
+  int multiprocessors = 132; // H200; the device's count once created
+  /// Scratch of paged_attention (the lse a caller does not want, the split
+  /// workspace), one per stream so calls on different streams never share
+  /// it; grown when a call needs more.
+  struct Scratch {
+    compact::rt::CUdeviceptr pointer = 0;
+    size_t bytes = 0;
+  };
+  std::unordered_map<void *, Scratch> scratch;
+  /// Split-KV: 0 chooses from the work (compact::rt::kvSplitsFor), n >= 1
+  /// pins it (1: never split).
+  int kvSplits = 0;
   /// paged_attention (wgmma) or paged_attention_mma (mma.sync).
   std::string attentionOp = "paged_attention";
   /// Dry run: no device; launches are recorded here.
@@ -42,6 +53,32 @@ inline int64_t tableRows(const compact_rt_config &config, const compact_rt_shape
                          int64_t execGroupSize) {
   return config.q_heads / execGroupSize *
          (shape.per_query_block ? ceilDiv(shape.chunk_len, config.block_size) : 1);
+}
+
+/// Most splits of one attention call's table walks.
+constexpr int64_t kMaxKVSplits = 16;
+
+/// How many parts to split each row tile's table walk into when only
+/// `blocks` blocks of the attention kernel would run on `multiprocessors`
+/// SMs (one block per SM): the S that minimises the predicted time, waves
+/// ceil(blocks * S / SMs) of walks 1 / S as long, plus a small cost per
+/// split (its prologue, partial write and merge). At most kMaxKVSplits, and
+/// at most one split per 4 KV blocks of capacity. 1 when the grid fills the
+/// GPU.
+inline int64_t kvSplitsFor(int64_t blocks, int64_t multiprocessors, int64_t blockCapacity) {
+  if (blocks <= 0 || blocks >= multiprocessors)
+    return 1;
+  int64_t limit = std::min<int64_t>(kMaxKVSplits, std::max<int64_t>(1, blockCapacity / 4));
+  int64_t best = 1;
+  double bestCost = 1.0;
+  for (int64_t s = 2; s <= limit; ++s) {
+    double cost = double(ceilDiv(blocks * s, multiprocessors)) / double(s) + 0.02 * double(s);
+    if (cost < bestCost - 1e-9) {
+      best = s;
+      bestCost = cost;
+    }
+  }
+  return best;
 }
 
 /// How the entry points run for the plan, which checks every op of a chunk

@@ -454,6 +454,11 @@ void applyEnvironment(compact_rt_context *ctx) {
     if (!op.empty())
       ctx->attentionOp = op;
   }
+  if (const char *env = std::getenv("COMPACT_RT_KV_SPLITS")) {
+    int splits = std::atoi(env);
+    if (splits >= 0 && splits <= kMaxKVSplits)
+      ctx->kvSplits = splits;
+  }
   if (const char *env = std::getenv("COMPACT_RT_CHECKS"))
     ctx->checks = std::strcmp(env, "") != 0 && std::strcmp(env, "0") != 0;
 }
@@ -496,6 +501,8 @@ extern "C" compact_rt_status compact_rt_create(int device, compact_rt_context **
                    "the kernel library is built for sm_90a (Hopper), device " +
                        std::to_string(device) + " is sm_" + std::to_string(major) +
                        std::to_string(minor));
+  d->cuDeviceGetAttribute(&ctx->multiprocessors, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                          ctx->device);
   d->cuDeviceGetAttribute(&ctx->maxSharedOptIn,
                           CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, ctx->device);
   if ((r = d->cuDevicePrimaryCtxRetain(&ctx->primary, ctx->device)) != CUDA_SUCCESS)
@@ -539,8 +546,9 @@ extern "C" void compact_rt_destroy(compact_rt_context *ctx) {
   }
   {
     ScopedContext scope(ctx);
-    if (ctx->lseScratch)
-      ctx->driver->cuMemFree(ctx->lseScratch);
+    for (auto &entry : ctx->scratch)
+      if (entry.second.pointer)
+        ctx->driver->cuMemFree(entry.second.pointer);
     if (ctx->module)
       ctx->driver->cuModuleUnload(ctx->module);
   }
@@ -559,6 +567,19 @@ extern "C" compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx,
                             "\"mma_sync\", got ") +
                     (path ? "\"" + std::string(path) + "\"" : std::string("NULL")));
   ctx->attentionOp = op;
+  return COMPACT_RT_OK;
+}
+
+extern "C" compact_rt_status compact_rt_set_kv_splits(compact_rt_context *ctx, int32_t splits) {
+  if (!ctx)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_kv_splits: argument 'ctx' must not be NULL");
+  if (splits < 0 || splits > kMaxKVSplits)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_kv_splits: argument 'splits' must be in [0, " +
+                    std::to_string(kMaxKVSplits) + "] (0: chosen from the work), got " +
+                    std::to_string(splits));
+  ctx->kvSplits = splits;
   return COMPACT_RT_OK;
 }
 
@@ -712,6 +733,34 @@ extern "C" compact_rt_status compact_rt_block_union(compact_rt_context *ctx,
 }
 
 namespace {
+/// Scratch sizes are kept 256-byte aligned (the kernels' vector accesses).
+size_t alignScratch(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+/// At least `bytes` of the scratch of `stream` (0 bytes: none); grown by
+/// reallocation (cuMemFree waits for the work that may still use it).
+compact_rt_status scratchFor(compact_rt_context *ctx, void *stream, size_t bytes,
+                             CUdeviceptr *out) {
+  *out = 0;
+  if (bytes == 0)
+    return COMPACT_RT_OK;
+  if (ctx->dryRun) {
+    *out = CUdeviceptr(1) << 40; // never dereferenced
+    return COMPACT_RT_OK;
+  }
+  std::lock_guard<std::mutex> lock(ctx->mutex);
+  compact_rt_context::Scratch &scratch = ctx->scratch[stream];
+  if (scratch.bytes < bytes) {
+    release(ctx, scratch.pointer);
+    scratch = {};
+    CUdeviceptr p = allocate(ctx, bytes, "compact_rt_paged_attention's scratch");
+    if (!p)
+      return COMPACT_RT_CUDA_ERROR; // allocate() recorded why
+    scratch = {p, bytes};
+  }
+  *out = scratch.pointer;
+  return COMPACT_RT_OK;
+}
+
 /// clear -> threshold (`select`) -> table, shared by the two fused unions.
 compact_rt_status fusedUnion(Call &call, const char *op, int32_t s, Bindings &b, void *stream,
                              std::array<int64_t, 3> selectGrid) {
@@ -827,27 +876,37 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   call.checkData(stream, ctx_lens, page_table, exec_group_size, table, counts);
   if (call.failed())
     return call.status;
-  // The kernels always write the log-sum-exp; a caller that does not want it
-  // gets a scratch buffer of the context.
-  if (!lse && (ctx->dryRun || callMode() == CallMode::ValidateOnly)) {
-    lse = reinterpret_cast<float *>(uintptr_t(16)); // never dereferenced
-  } else if (!lse) {
-    size_t bytes = size_t(call.B()) * config->q_heads * call.C() * sizeof(float);
-    std::lock_guard<std::mutex> lock(ctx->mutex);
-    if (ctx->lseScratchBytes < bytes) {
-      ScopedContext scope(ctx);
-      if (ctx->lseScratch)
-        ctx->driver->cuMemFree(ctx->lseScratch);
-      ctx->lseScratch = 0;
-      ctx->lseScratchBytes = 0;
-      CUresult r = ctx->driver->cuMemAlloc(&ctx->lseScratch, bytes);
-      if (r != CUDA_SUCCESS)
-        return fail(COMPACT_RT_CUDA_ERROR, "compact_rt_paged_attention: allocating the lse "
-                                           "scratch: " + ctx->driver->describe(r));
-      ctx->lseScratchBytes = bytes;
-    }
-    lse = reinterpret_cast<float *>(ctx->lseScratch);
+  // Split-KV when the grid would leave SMs idle (wgmma path): the split
+  // kernel writes partial results to the workspace, the combine kernel
+  // merges them into out / lse.
+  int64_t rows = call.C() * exec_group_size;
+  int64_t rowBlocks = ceilDiv(rows, 128) * (config->q_heads / exec_group_size) * call.B();
+  int64_t splits = ctx->kvSplits > 0
+                       ? ctx->kvSplits
+                       : kvSplitsFor(rowBlocks, ctx->multiprocessors, shape->block_capacity);
+  const KernelInfo *splitKernel = nullptr, *combine = nullptr;
+  if (splits > 1 && ctx->attentionOp == "paged_attention") {
+    splitKernel = call.kernel("paged_attention_split", "attention", exec_group_size);
+    combine = call.kernel("paged_attention_split", "combine", exec_group_size);
+  } else {
+    splits = 1;
   }
+  if (call.failed())
+    return call.status;
+  // Scratch of this stream: the lse when the caller does not want it (the
+  // kernels always write it), then the workspace.
+  const size_t lseBytes = lse ? 0 : alignScratch(size_t(call.B()) * config->q_heads * call.C() * 4);
+  const size_t partialLseBytes =
+      splits > 1 ? alignScratch(size_t(splits) * call.B() * config->q_heads * call.C() * 4) : 0;
+  const size_t partialOutBytes =
+      splits > 1 ? size_t(splits) * call.B() * call.C() * config->q_heads * config->head_dim * 4
+                 : 0;
+  CUdeviceptr scratch = 0;
+  if (compact_rt_status s = scratchFor(ctx, stream, lseBytes + partialLseBytes + partialOutBytes,
+                                       &scratch))
+    return s;
+  if (!lse)
+    lse = reinterpret_cast<float *>(scratch);
   b.buffers.insert({{"q", {q, call.queries()}},
                    {"k_cache", {k_cache, call.cache()}},
                    {"v_cache", {v_cache, call.cache()}},
@@ -855,8 +914,19 @@ extern "C" compact_rt_status compact_rt_paged_attention(
                    {"out", {out, call.queries()}},
                    {"lse", {lse, {call.B(), config->q_heads, call.C()}}}});
   b.floats["scale"] = call.effectiveScale(scale);
-  int64_t rows = call.C() * exec_group_size;
-  call.launch(k, {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B()}, b, stream);
+  if (splits == 1) {
+    call.launch(k, {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B()}, b, stream);
+    return call.status;
+  }
+  b.buffers["partial_lse"] = {reinterpret_cast<void *>(scratch + lseBytes),
+                              {splits, call.B(), config->q_heads, call.C()}};
+  b.buffers["partial_out"] = {
+      reinterpret_cast<void *>(scratch + lseBytes + partialLseBytes),
+      {splits, call.B(), call.C(), config->q_heads, config->head_dim}};
+  call.launch(splitKernel,
+              {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B() * splits}, b,
+              stream);
+  call.launch(combine, {ceilDiv(call.C() * config->q_heads, 4), call.B(), 1}, b, stream);
   return call.status;
 }
 

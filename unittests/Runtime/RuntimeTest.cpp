@@ -60,12 +60,63 @@ TEST_F(DryRun, AttentionLaunchesOneBlockPer128PackedRows) {
   }
   std::string expected =
       "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention grid=[8,16,8] "
-      "block=[256,1,1] shared=98304\n"
+      "block=[256,1,1] shared=163840\n"
       "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention grid=[16,8,8] "
-      "block=[256,1,1] shared=98304\n"
+      "block=[256,1,1] shared=163840\n"
       "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_attention grid=[32,4,8] "
-      "block=[256,1,1] shared=98304\n";
+      "block=[256,1,1] shared=163840\n";
   EXPECT_EQ(log(), expected);
+}
+
+/// One paged_attention call of the fixture's config at batch `b`, chunk `c`.
+compact_rt_status attend(compact_rt_context *ctx, const compact_rt_config &config,
+                         compact_rt_shape shape, int32_t b, int32_t c, int32_t s) {
+  shape.batch = b;
+  shape.chunk_len = c;
+  return compact_rt_paged_attention(ctx, &config, &shape, s, fake(1), fake(2), fake(3),
+                                    fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                    fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr);
+}
+
+TEST_F(DryRun, SmallGridsSplitTheKVWalkAndMergeThePartials) {
+  // B 1, C 512, s 4: 16 row tiles x 4 groups = 64 blocks on 132 SMs -> two
+  // splits (128 blocks, one wave), then the merge: a warp per (token, head).
+  ASSERT_EQ(attend(ctx, config, shape, 1, 512, 4), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log(),
+            "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_split_attention grid=[16,4,2] "
+            "block=[256,1,1] shared=163840\n"
+            "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_split_combine grid=[2048,1,1] "
+            "block=[128,1,1] shared=0\n");
+}
+
+TEST_F(DryRun, GridsThatFillTheGpuAreNotSplit) {
+  // B 1, C 1024, s 1: 8 x 16 = 128 blocks; B 8: 1024.
+  ASSERT_EQ(attend(ctx, config, shape, 1, 1024, 1), COMPACT_RT_OK) << error();
+  ASSERT_EQ(attend(ctx, config, shape, 8, 1024, 4), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log().find("split"), std::string::npos) << log();
+}
+
+TEST_F(DryRun, PinnedSplits) {
+  ASSERT_EQ(compact_rt_set_kv_splits(ctx, 3), COMPACT_RT_OK);
+  ASSERT_EQ(attend(ctx, config, shape, 8, 1024, 4), COMPACT_RT_OK) << error();
+  EXPECT_NE(log().find("split_attention grid=[32,4,24]"), std::string::npos) << log();
+  // 1 never splits; the mma.sync fallback has no split kernels and runs whole.
+  for (int32_t pinned : {1, 8}) {
+    ASSERT_EQ(compact_rt_set_kv_splits(ctx, pinned), COMPACT_RT_OK);
+    ASSERT_EQ(compact_rt_set_matrix_path(ctx, pinned == 1 ? "wgmma" : "mma_sync"),
+              COMPACT_RT_OK);
+    std::string before = log();
+    ASSERT_EQ(attend(ctx, config, shape, 1, 512, 4), COMPACT_RT_OK) << error();
+    std::string added = log().substr(before.size());
+    EXPECT_EQ(added.find("split"), std::string::npos) << added;
+  }
+}
+
+TEST_F(DryRun, KVSplitsOutOfRangeAreRejected) {
+  EXPECT_EQ(compact_rt_set_kv_splits(ctx, 17), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'splits' must be in [0, 16]"), std::string::npos) << error();
+  EXPECT_EQ(compact_rt_set_kv_splits(ctx, -1), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_EQ(compact_rt_set_kv_splits(nullptr, 2), COMPACT_RT_INVALID_ARGUMENT);
 }
 
 TEST_F(DryRun, FusedSelectionIsClearThresholdTable) {

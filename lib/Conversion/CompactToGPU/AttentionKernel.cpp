@@ -56,6 +56,9 @@ struct AttentionConfig {
   float scale;
   Type element;
   bool withLse;
+  /// Split-KV: the walk of a row tile is split over the blocks of grid z
+  /// (B * S) and the partial results go to the workspace.
+  bool split;
   int64_t tileKeys;
 
   int64_t tileBytes() const { return tileKeys * headDim * 2; }
@@ -87,6 +90,74 @@ Value activeEntries(GpuBuilder &gb, Value table, Value b, Value row, Value count
   return lo;
 }
 
+/// Kernel: merges the S partial results of a split walk, row by row, in
+/// split order: out = sum_i w_i O_i / sum_i w_i and lse = M + ln sum_i w_i,
+/// with w_i = exp(lse_i - M), M the largest lse_i. A warp per (token, head)
+/// row, D / 32 elements per lane. Grid (ceil(C * Hq / 4), B), 128 threads.
+KernelPlan planCombinePartials(const AttentionConfig &cfg, PagedAttentionOp op,
+                               LoopBuilder &host) {
+  constexpr int64_t kRowsPerBlock = 4;
+  KernelPlan plan;
+  plan.role = "combine";
+  plan.args = {{"partial_out", op.getPartialOut()},
+               {"partial_lse", op.getPartialLse()},
+               {"out", op.getOut()}};
+  if (cfg.withLse)
+    plan.args.push_back({"lse", op.getLse()});
+  Value q = op.getQ();
+  plan.grid = {host.ceilDiv(host.mul(host.dim(q, 1), host.index(cfg.qHeads)),
+                            host.index(kRowsPerBlock)),
+               host.dim(q, 0), host.index(1)};
+  plan.block = {32 * kRowsPerBlock, 1, 1};
+  plan.gridRule = "[ceil(C * Hq / 4), B, 1]";
+  plan.body = [cfg](GpuBuilder &gb, ValueRange args, Value) {
+    Value partialOut = args[0], partialLse = args[1], out = args[2];
+    Value lse = cfg.withLse ? args[3] : Value();
+    Type f32 = gb.builder().getF32Type();
+    const int64_t width = cfg.headDim / 32;
+    auto vectorType = VectorType::get({width}, f32);
+    Value b = gb.blockId(gpu::Dimension::y);
+    Value rowId = gb.add(gb.mul(gb.blockId(gpu::Dimension::x), gb.index(kRowsPerBlock)),
+                         gb.warpId());
+    Value chunkLen = gb.dim(out, 1), splits = gb.dim(partialOut, 0);
+    gb.when(gb.cmp(CmpIPredicate::ult, rowId, gb.mul(chunkLen, gb.index(cfg.qHeads))),
+            [&](GpuBuilder &w) {
+      Value t = w.div(rowId, w.index(cfg.qHeads)), h = w.rem(rowId, w.index(cfg.qHeads));
+      Value x = w.mul(w.laneId(), w.index(width));
+      SmallVector<Value> top = w.loop(
+          w.index(0), splits, w.index(1), {w.negInf(f32)},
+          [&](GpuBuilder &l, Value i, ValueRange m) -> SmallVector<Value> {
+            return {l.maxF(m[0], l.load(partialLse, {i, b, h, t}))};
+          });
+      Value mSafe = w.select(w.cmpF(CmpFPredicate::OEQ, top[0], w.negInf(f32)), w.f32(0.0f),
+                             top[0]);
+      Value log2e = w.f32(float(kLog2e));
+      SmallVector<Value> sums = w.loop(
+          w.index(0), splits, w.index(1), {w.broadcast(w.f32(0.0f), vectorType), w.f32(0.0f)},
+          [&](GpuBuilder &l, Value i, ValueRange acc) -> SmallVector<Value> {
+            Value weight =
+                l.exp2(l.mulF(l.subF(l.load(partialLse, {i, b, h, t}), mSafe), log2e));
+            Value part = l.loadVector(partialOut, {i, b, t, h, x}, vectorType, 4 * width);
+            return {l.fma(l.broadcast(weight, vectorType), part, acc[0]),
+                    l.addF(acc[1], weight)};
+          });
+      Value seen = w.cmpF(CmpFPredicate::OGT, sums[1], w.f32(0.0f));
+      Value inv = w.select(seen, w.divF(w.f32(1.0f), sums[1]), w.f32(0.0f));
+      Value result = arith::MulFOp::create(w.builder(), w.location(), sums[0],
+                                           w.broadcast(inv, vectorType));
+      w.storeVector(w.truncF(result, VectorType::get({width}, cfg.element)), out, {b, t, h, x},
+                    2 * width);
+      if (lse) {
+        w.when(w.cmp(CmpIPredicate::eq, w.laneId(), w.index(0)), [&](GpuBuilder &wl) {
+          Value value = wl.addF(mSafe, wl.mulF(wl.log2(sums[1]), wl.f32(float(kLn2))));
+          wl.store(wl.select(seen, value, wl.negInf(f32)), lse, {b, h, t});
+        });
+      }
+    });
+  };
+  return plan;
+}
+
 } // namespace
 
 FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuilder &host) {
@@ -111,6 +182,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   cfg.scale = op.getEffectiveScale();
   cfg.element = elementType(q);
   cfg.withLse = bool(op.getLse());
+  cfg.split = bool(op.getPartialOut());
   cfg.tileKeys =
       cfg.path == MatrixPath::Wgmma && cfg.blockSize % kWideKeys == 0 ? kWideKeys : kNarrowKeys;
   if (cfg.headDim != 64 && cfg.headDim != 128)
@@ -137,24 +209,41 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                {"scale", host.f32(cfg.scale)}};
   if (cfg.withLse)
     plan.args.push_back({"lse", op.getLse()});
+  if (cfg.split) {
+    if (cfg.path != MatrixPath::Wgmma)
+      return op.emitOpError() << "a split workspace needs the wgmma matrix path";
+    plan.args.push_back({"partial_out", op.getPartialOut()});
+    plan.args.push_back({"partial_lse", op.getPartialLse()});
+  }
   Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
   const int64_t groups = cfg.qHeads / cfg.execGroupSize;
-  plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.index(groups), host.dim(q, 0)};
+  Value batchBlocks = host.dim(q, 0);
+  if (cfg.split)
+    batchBlocks = host.mul(batchBlocks, host.dim(op.getPartialOut(), 0));
+  plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.index(groups), batchBlocks};
   plan.block = {kThreads, 1, 1};
   plan.shared.fixed = cfg.sharedBytes();
-  plan.gridRule = "[ceil(C * s / 128), E, B]";
+  plan.gridRule = cfg.split ? "[ceil(C * s / 128), E, B * S]" : "[ceil(C * s / 128), E, B]";
   plan.minBlocksPerMultiprocessor = 1;
   plan.body = [cfg, groups](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], kCache = args[1], vCache = args[2], pageTable = args[3];
     Value ctxLens = args[4], table = args[5], counts = args[6], out = args[7];
     Value scale = args[8];
     Value lse = cfg.withLse ? args[9] : Value();
+    Value partialOut = cfg.split ? args[cfg.withLse ? 10 : 9] : Value();
+    Value partialLse = cfg.split ? args[cfg.withLse ? 11 : 10] : Value();
     Type f32 = gb.builder().getF32Type();
     const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
     const int64_t kKeys = cfg.tileKeys, tilesPerBlock = cfg.blockSize / kKeys;
 
     Value tileM = gb.blockId(gpu::Dimension::x), e = gb.blockId(gpu::Dimension::y);
-    Value b = gb.blockId(gpu::Dimension::z);
+    // Grid z: the sequence, and with a split workspace the split too.
+    Value b = gb.blockId(gpu::Dimension::z), split;
+    if (cfg.split) {
+      Value splits = gb.dim(partialOut, 0);
+      split = gb.rem(b, splits);
+      b = gb.div(b, splits);
+    }
     Value tid = gb.threadId(), lane = gb.laneId(), warp = gb.warpId();
     Value chunkLen = gb.dim(q, 1);
     Value ctxLen = gb.toIndex(gb.load(ctxLens, {b}));
@@ -176,6 +265,14 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
     Value active = activeEntries(gb, table, b, row, count, maxPos, cfg.blockSize);
+    // This block's entries: all, or its split's [first, first + per) of
+    // ceil(active / S) (deterministic: the split, not the schedule, decides).
+    Value firstEntry = gb.index(0);
+    if (cfg.split) {
+      Value per = gb.ceilDiv(active, gb.dim(partialOut, 0));
+      firstEntry = gb.min(gb.mul(split, per), active);
+      active = gb.sub(gb.min(gb.add(firstEntry, per), active), firstEntry);
+    }
     Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
 
     // Shared memory: Q, then two stages of K, then two of V. mma_sync: rows of
@@ -206,7 +303,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
 
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
-      Value entry = l.div(tile, l.index(tilesPerBlock));
+      Value entry = l.add(firstEntry, l.div(tile, l.index(tilesPerBlock)));
       Value kb = l.toIndex(nonNegative(l, l.load(table, {b, row, entry})));
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
@@ -574,6 +671,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     }
 
     // Epilogue: O / l, written per row; a row that saw no key gets zeros.
+    // With a split workspace, O / l and the log-sum-exp of this split go to
+    // the workspace in f32 for the combine kernel.
     for (int half = 0; half < 2; ++half) {
       Value row = half == 0 ? rowLo : rowHi;
       Value mRow = m[half];
@@ -591,9 +690,17 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
               w.builder(), w.location(), f32x2,
               ValueRange{w.mulF(o[dn * 4 + 2 * half], inv),
                          w.mulF(o[dn * 4 + 2 * half + 1], inv)});
-          w.storeVector(w.truncF(pair, pairType), out, {b, t, h, x}, 4);
+          if (cfg.split)
+            w.storeVector(pair, partialOut, {split, b, t, h, x}, 8);
+          else
+            w.storeVector(w.truncF(pair, pairType), out, {b, t, h, x}, 4);
         }
-        if (lse) {
+        if (cfg.split) {
+          w.when(w.cmp(CmpIPredicate::eq, quadCol, w.index(0)), [&](GpuBuilder &wl) {
+            Value value = wl.mulF(wl.addF(mRow, wl.log2(l)), wl.f32(float(kLn2)));
+            wl.store(wl.select(seen, value, wl.negInf(f32)), partialLse, {split, b, h, t});
+          });
+        } else if (lse) {
           w.when(w.cmp(CmpIPredicate::eq, quadCol, w.index(0)), [&](GpuBuilder &wl) {
             Value value = wl.mulF(wl.addF(mRow, wl.log2(l)), wl.f32(float(kLn2)));
             wl.store(wl.select(seen, value, wl.negInf(f32)), lse, {b, h, t});
@@ -602,5 +709,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       });
     }
   };
-  return Plans{std::move(plan)};
+  if (!cfg.split)
+    return Plans{std::move(plan)};
+  return Plans{std::move(plan), planCombinePartials(cfg, op, host)};
 }

@@ -9,7 +9,7 @@
 //  CHECK-SAME:   .target sm_90a
 //  CHECK-SAME:   .entry paged_attention_attention(
 //  CHECK-SAME:   cp.async.cg.shared.global
-//  CHECK-SAME:   wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+//  CHECK-SAME:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 //  CHECK-SAME:   ex2.approx.ftz.f32
 //  CHECK-SAME:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,

@@ -2,14 +2,16 @@
 
 // Paged attention, wgmma path (the default). The host side is one launch of
 // 256 threads per 128 packed rows, execution group and sequence; the kernel
-// is the software pipeline of attention v2: S_0 before the loop, then per
-// tile the copies of the next K and this V, S_j (8 k-steps of m64n64k16) and
-// P_{j-1} V_{j-1} (4 k-steps of m64n128k16, register A, MN-major V) in
-// flight together, a wait for S_j only, the softmax (ex2) under P V, the
-// wait for P V, one barrier; the last P V after the loop.
+// is the software pipeline of attention v2 over 128-key tiles (a KV block of
+// 128 holds one): S_0 before the loop, then per tile the copies of the next
+// K and this V (the page of each 64-key part looked up), S_j (8 k-steps of
+// m64n128k16) and P_{j-1} V_{j-1} (8 k-steps of m64n128k16, register A,
+// MN-major V) in flight together, a wait for S_j only, the softmax (ex2)
+// under P V, the wait for P V, one barrier; the last P V after the loop.
+// Shared memory: Q (32 KB) and two stages of K and V (4 x 32 KB).
 // CHECK-LABEL: func.func @paged_attention
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
-//  CHECK-SAME:     threads in (%c256, %c1, %c1)  dynamic_shared_memory_size %c98304_i32
+//  CHECK-SAME:     threads in (%c256, %c1, %c1)  dynamic_shared_memory_size %c163840_i32
 // CHECK-LABEL: gpu.func @paged_attention_attention
 //  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
@@ -19,21 +21,21 @@
 //       CHECK:   "fence.proxy.async.shared::cta;"
 //       CHECK:   gpu.barrier
 //       CHECK:   "wgmma.fence.sync.aligned;"
-// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   scf.for
 //       CHECK:     nvgpu.device_async_copy %arg1
 //       CHECK:     nvgpu.device_async_copy %arg2
-// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
-// CHECK-COUNT-4:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
+// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:     "wgmma.wait_group.sync.aligned 1;"
 //       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:     nvvm.cp.async.wait.group 0
 //       CHECK:     gpu.barrier
 //       CHECK:     scf.yield
-// CHECK-COUNT-4:   wgmma.mma_async.sync.aligned.m64n128k16
+// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   vector.store {{.*}} : memref<?x?x16x128xbf16>, vector<2xbf16>
 func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
@@ -45,6 +47,52 @@ func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xb
       : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
         memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
         into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+// Split-KV: grid z is B * S (S = the workspace's dim 0); each block walks
+// its split's share of the table row and writes O / l and the log-sum-exp of
+// its rows to the workspace in f32; the combine kernel (a warp per token and
+// head) merges the S partials in split order into out and lse.
+// CHECK-LABEL: func.func @paged_attention_split
+//       CHECK:   %[[S:.+]] = memref.dim %{{.+}}, %c0 : memref<?x?x?x16x128xf32>
+//       CHECK:   %[[BS:.+]] = arith.muli %{{.+}}, %[[S]] : index
+//       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_split_attention blocks in (%{{.+}}, %c4, %[[BS]])
+//       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_split_combine
+//  CHECK-SAME:     threads in (%c128, %c1, %c1)
+// CHECK-LABEL: gpu.func @paged_attention_split_attention
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "lse", "partial_out", "partial_lse"]
+//  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B * S]"
+//       CHECK:   arith.remui %{{.+}}, %{{.+}} : index
+//       CHECK:   arith.divui %{{.+}}, %{{.+}} : index
+//       CHECK:   scf.for
+//       CHECK:   vector.store {{.*}} : memref<?x?x?x16x128xf32>, vector<2xf32>
+//       CHECK:   memref.store {{.*}} : memref<?x?x16x?xf32>
+//   CHECK-NOT:   vector.store {{.*}} : memref<?x?x16x128xbf16>
+// CHECK-LABEL: gpu.func @paged_attention_split_combine
+//  CHECK-SAME:   compact.arg_names = ["partial_out", "partial_lse", "out", "lse"]
+//  CHECK-SAME:   compact.grid = "[ceil(C * Hq / 4), B, 1]"
+//       CHECK:   scf.for
+//       CHECK:     arith.maximumf
+//       CHECK:   scf.for
+//       CHECK:     vector.load {{.*}} : memref<?x?x?x16x128xf32>, vector<4xf32>
+//       CHECK:     vector.fma
+//       CHECK:   vector.store {{.*}} : memref<?x?x16x128xbf16>, vector<4xbf16>
+//       CHECK:   memref.store {{.*}} : memref<?x16x?xf32>
+func.func @paged_attention_split(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                                 %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                                 %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                                 %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>,
+                                 %lse: memref<?x16x?xf32>, %po: memref<?x?x?x16x128xf32>,
+                                 %pl: memref<?x?x16x?xf32>) {
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
+      workspace(%po, %pl : memref<?x?x?x16x128xf32>, memref<?x?x16x?xf32>)
+      {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
+        into memref<?x?x16x128xbf16>, memref<?x16x?xf32>
   return
 }
 

@@ -379,6 +379,48 @@ func.func @paged_attention_cache_types(%q: memref<?x?x16x128xbf16>, %kc: memref<
 
 // -----
 
+func.func @paged_attention_workspace_heads(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+    %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
+    %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>,
+    %po: memref<?x?x?x8x128xf32>, %pl: memref<?x?x16x?xf32>) {
+  // expected-error @below {{operand 'partial_out' dim 3 (query heads) must be 16 to match 'q' dim 2, got 8}}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      workspace(%po, %pl : memref<?x?x?x8x128xf32>, memref<?x?x16x?xf32>) {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32> into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+func.func @paged_attention_workspace_splits(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+    %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
+    %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>,
+    %po: memref<2x?x?x16x128xf32>, %pl: memref<3x?x16x?xf32>) {
+  // expected-error @below {{operand 'partial_lse' dim 0 (splits) must be 2 to match 'partial_out' dim 0, got 3}}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      workspace(%po, %pl : memref<2x?x?x16x128xf32>, memref<3x?x16x?xf32>) {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32> into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
+func.func @paged_attention_workspace_head_dim(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+    %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
+    %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>,
+    %po: memref<?x?x?x16x64xf32>, %pl: memref<?x?x16x?xf32>) {
+  // expected-error @below {{operand 'partial_out' dim 4 (head dim) must be 128 to match 'q' dim 3, got 64}}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out
+      workspace(%po, %pl : memref<?x?x?x16x64xf32>, memref<?x?x16x?xf32>) {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32> into memref<?x?x16x128xbf16>
+  return
+}
+
+// -----
+
 func.func @paged_attention_dtype(%q: memref<?x?x16x128xf16>, %kc: memref<?x64x4x128xbf16>,
     %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>, %lens: memref<?xi32>,
     %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>, %out: memref<?x?x16x128xf16>) {

@@ -153,6 +153,26 @@ func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xb
 
 // -----
 
+// A split workspace (S partial results, S a run-time size).
+// CHECK-LABEL: func @paged_attention_split
+func.func @paged_attention_split(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
+                                 %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
+                                 %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
+                                 %counts: memref<?x4xi32>, %out: memref<?x?x16x128xbf16>,
+                                 %lse: memref<?x16x?xf32>, %po: memref<?x?x?x16x128xf32>,
+                                 %pl: memref<?x?x16x?xf32>) {
+  // CHECK: compact.paged_attention {{.*}} into %{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} workspace(%{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} : memref<?x?x?x16x128xf32>, memref<?x?x16x?xf32>) {block_size = 128 : i64}
+  compact.paged_attention %q, %kc, %vc, %pt, %lens, %table, %counts into %out, %lse
+      workspace(%po, %pl : memref<?x?x?x16x128xf32>, memref<?x?x16x?xf32>)
+      {block_size = 128}
+      : memref<?x?x16x128xbf16>, memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>,
+        memref<?x?xi32>, memref<?xi32>, memref<?x4x?xi32>, memref<?x4xi32>
+        into memref<?x?x16x128xbf16>, memref<?x16x?xf32>
+  return
+}
+
+// -----
+
 // Table rows given at run time (E, or E * Qb): the execution group size is an
 // attribute.
 // CHECK-LABEL: func @paged_attention_dynamic_rows

@@ -444,6 +444,34 @@ int64_t PagedAttentionOp::getEffectiveExecGroupSize() {
   return getQ().getType().getDimSize(2) / getBlockTable().getType().getDimSize(1);
 }
 
+namespace {
+/// The split workspace of compact.paged_attention, when given.
+LogicalResult verifyWorkspace(PagedAttentionOp op, ShapeChecker &check, const NamedMemRef &q,
+                              int64_t hq) {
+  if (bool(op.getPartialOut()) != bool(op.getPartialLse()))
+    return op.emitOpError() << "operands 'partial_out' and 'partial_lse' (the split workspace) "
+                            "must be given together";
+  if (!op.getPartialOut())
+    return success();
+  NamedMemRef partialOut("partial_out", op.getPartialOut()),
+      partialLse("partial_lse", op.getPartialLse());
+  // [S, B, C, Hq, D] and [S, B, Hq, C]: one partial result per split.
+  if (failed(check.sameDim(partialOut, 0, partialLse, 0, "splits")) ||
+      failed(check.sameDim(q, 0, partialOut, 1, "batch")) ||
+      failed(check.sameDim(q, 1, partialOut, 2, "chunk length")) ||
+      failed(check.dimIs(partialOut, 3, hq, "query heads", "'q' dim 2")) ||
+      failed(check.sameDim(q, 3, partialOut, 4, "head dim")) ||
+      failed(check.sameDim(q, 0, partialLse, 1, "batch")) ||
+      failed(check.dimIs(partialLse, 2, hq, "query heads", "'q' dim 2")) ||
+      failed(check.sameDim(q, 1, partialLse, 3, "chunk length")))
+    return failure();
+  if (partialOut.isStatic(0) && partialOut.dim(0) <= 0)
+    return op.emitOpError() << "operand 'partial_out' dim 0 (splits) must be positive, got "
+                         << partialOut.dim(0);
+  return success();
+}
+} // namespace
+
 LogicalResult PagedAttentionOp::verify() {
   ShapeChecker check(*this);
   NamedMemRef q("q", getQ()), kCache("k_cache", getKCache()),
@@ -496,6 +524,8 @@ LogicalResult PagedAttentionOp::verify() {
         failed(check.sameDim(q, 1, lse, 2, "chunk length")))
       return failure();
   }
+  if (failed(verifyWorkspace(*this, check, q, *hq)))
+    return failure();
   return verifyScale(*this, optionalFloat(getScaleAttr()));
 }
 

@@ -36,6 +36,8 @@ def Compact_PooledMemRef : MemRefRankOf<[F32, BF16, F16], [4]>;
 def Compact_ScoreMemRef : MemRefRankOf<[F32], [4]>;
 def Compact_MaskMemRef : MemRefRankOf<[I8], [4]>;
 def Compact_LseMemRef : MemRefRankOf<[F32], [3]>;
+def Compact_PartialOutMemRef : MemRefRankOf<[F32], [5]>;
+def Compact_PartialLseMemRef : MemRefRankOf<[F32], [4]>;
 def Compact_I32MemRef1D : MemRefRankOf<[I32], [1]>;
 def Compact_I32MemRef2D : MemRefRankOf<[I32], [2]>;
 def Compact_I32MemRef3D : MemRefRankOf<[I32], [3]>;
@@ -386,7 +388,7 @@ def Compact_DenseTableOp : Compact_Op<"dense_table"> {
 // compact.paged_attention
 //===----------------------------------------------------------------------===//
 
-def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
+def Compact_PagedAttentionOp : Compact_Op<"paged_attention", [AttrSizedOperandSegments]> {
   let summary = "dense attention of each execution group over its block table";
   let description = [{
     For query row `t` of head `h` of sequence `b` (position `p = P_b + t`,
@@ -405,6 +407,16 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
     `r = e` when `T = 1`, `r = e * Qb + t / bs` when `T = Qb` (one table per
     query block). `s` is the `exec_group_size` attribute or, without it,
     `Hq / (block_table dim 1)` (one table per group, a static dim).
+
+    With a `workspace(%partial_out, %partial_lse)` of `S = dim 0` splits
+    (`partial_out [S, B, C, Hq, D]`, `partial_lse [S, B, Hq, C]`, f32), the
+    GPU lowering splits each row tile's table walk into `S` parts of equal
+    length, run by `S` blocks, and merges their normalised partial outputs by
+    their log-sum-exp in a second kernel, in a fixed order (the result does
+    not depend on scheduling). `S` is a run-time size: the runtime chooses it
+    from the work (small grids get more splits). The result is the same; the
+    workspace's contents are undefined afterwards. The CPU lowering ignores
+    it.
 
     A row that sees no key gets zeros (and `lse = -inf`). Dense attention is
     the same op with every block in the table. The `s` heads of a group and
@@ -432,13 +444,19 @@ def Compact_PagedAttentionOp : Compact_Op<"paged_attention"> {
     Arg<Compact_I32MemRef2D, "block counts [B, E * T]", [MemRead]>:$block_counts,
     Arg<Compact_DataMemRef, "output [B, C, Hq, D]", [MemWrite]>:$out,
     Arg<Optional<Compact_LseMemRef>, "log-sum-exp [B, Hq, C]", [MemWrite]>:$lse,
+    Arg<Optional<Compact_PartialOutMemRef>, "split partial outputs [S, B, C, Hq, D]",
+        [MemRead, MemWrite]>:$partial_out,
+    Arg<Optional<Compact_PartialLseMemRef>, "split partial log-sum-exp [S, B, Hq, C]",
+        [MemRead, MemWrite]>:$partial_lse,
     Compact_PositiveI64Attr:$block_size,
     DefaultValuedAttr<Compact_KVLayoutAttr, "::mlir::compact::KVLayout::NHD">:$layout,
     OptionalAttr<F32Attr>:$scale,
     OptionalAttr<Compact_PositiveI64Attr>:$exec_group_size);
   let assemblyFormat = [{
     $q `,` $k_cache `,` $v_cache `,` $page_table `,` $ctx_lens `,` $block_table
-    `,` $block_counts `into` $out (`,` $lse^)? attr-dict `:` type($q) `,`
+    `,` $block_counts `into` $out (`,` $lse^)?
+    (`workspace` `(` $partial_out^ `,` $partial_lse `:` type($partial_out) `,`
+     type($partial_lse) `)`)? attr-dict `:` type($q) `,`
     type($k_cache) `,` type($v_cache) `,` type($page_table) `,` type($ctx_lens)
     `,` type($block_table) `,` type($block_counts) `into` type($out)
     (`,` type($lse)^)?
