@@ -244,10 +244,14 @@ def main():
     ap.add_argument("--alphas", default=str(ALPHA),
                     help="selector thresholds for the sparse methods (a sweep draws the "
                          "fidelity-vs-time frontier)")
+    ap.add_argument("--kv-splits", default="0",
+                    help="split-KV settings of our runtime to compare in this process "
+                         "(0: chosen from the work, 1: never split, n: pinned)")
     ap.add_argument("--out", default="prefill.json")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
     alphas = [float(a) for a in args.alphas.split(",")]
+    kv_splits = [int(n) for n in args.kv_splits.split(",")]
     rt = Runtime(Hq, Hkv, D, PAGE, BLOCK, "bfloat16", "nhd")
     rows = []
     for spec in args.configs.split(","):
@@ -268,7 +272,9 @@ def main():
             if "compact" in methods:
                 # s = G (group union), s = 1 (per-head tables), and s = 1 with
                 # one table per query block (the block-sparse mask itself).
-                for s, per_qb in ((G, False), (1, False), (1, True)):
+                for splits, s, per_qb in ((n, s, qb) for n in kv_splits
+                                          for s, qb in ((G, False), (1, False), (1, True))):
+                    rt.set_kv_splits(splits)
                     plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s, alpha=alpha,
                                           sink=SINK, window=WINDOW, per_query_block=per_qb,
                                           max_chunk_len=C)
@@ -276,14 +282,17 @@ def main():
                     ms, out = run_ours(pt, plan)
                     table, counts = plan.tables()
                     add("compact", ms, out, s=s, per_query_block=per_qb, alpha=alpha,
-                        density_union=float(counts.double().mean() / pt.Kb))
+                        kv_splits=splits, density_union=float(counts.double().mean() / pt.Kb))
             if "flex_sparse" in methods:
                 # pooled keys are those of the whole prompt now; the chunk's
                 # scores only read blocks up to the chunk (causal), which are final.
                 ms, out, density = run_flex(rt, pt, True, alpha)
                 add("flex_sparse", ms, out, alpha=alpha, density_mask=density)
         if "compact_dense" in methods:
-            add("compact_dense", *run_ours_dense(rt, pt))
+            for splits in kv_splits:
+                rt.set_kv_splits(splits)
+                run_ours_dense(rt, pt)  # warm-up
+                add("compact_dense", *run_ours_dense(rt, pt), kv_splits=splits)
         if "flex_dense" in methods:
             ms, out, _ = run_flex(rt, pt, sparse=False)
             add("flex_dense", ms, out)
@@ -301,6 +310,7 @@ def main():
         for row, _ in here:
             name = row["method"] + (f"_s{row['s']}" if "s" in row else "")
             name += "_qb" if row.get("per_query_block") else ""
+            name += f"/kv{row['kv_splits']}" if len(kv_splits) > 1 and "kv_splits" in row else ""
             name += f"@{row['alpha']}" if "alpha" in row else ""
             line += f" {name}={row['prefill_ms']:.2f}ms"
             if "density_union" in row:

@@ -44,6 +44,8 @@ constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
 // 128-key tiles (half the barriers and softmax bookkeeping per key, and
 // m64n128 products for S), else 64.
 constexpr int64_t kWideKeys = 128, kNarrowKeys = 64;
+// Fewest table entries (KV blocks) a split of a walk takes.
+constexpr int64_t kMinSplitEntries = 4;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
@@ -265,11 +267,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
     Value active = activeEntries(gb, table, b, row, count, maxPos, cfg.blockSize);
-    // This block's entries: all, or its split's [first, first + per) of
-    // ceil(active / S) (deterministic: the split, not the schedule, decides).
+    // This block's entries: all, or its split's [first, first + per), per =
+    // ceil(active / S) but at least kMinSplitEntries: a short walk (a sparse
+    // table row) is not cut into pieces shorter than a block's fixed cost, its
+    // trailing splits stay empty (the table decides on the device, the host
+    // only sizes the grid). Deterministic: the split, not the schedule,
+    // decides.
     Value firstEntry = gb.index(0);
     if (cfg.split) {
-      Value per = gb.ceilDiv(active, gb.dim(partialOut, 0));
+      Value per = gb.max(gb.ceilDiv(active, gb.dim(partialOut, 0)), gb.index(kMinSplitEntries));
       firstEntry = gb.min(gb.mul(split, per), active);
       active = gb.sub(gb.min(gb.add(firstEntry, per), active), firstEntry);
     }
