@@ -580,70 +580,160 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // softmax of tile j under P V. K runs one tile ahead of V: iteration j
       // brings K_{j+1} and V_j, each into the stage its tile-before-last
       // left (read and waited for by iteration j - 1).
-      Value one = gb.index(1);
-      Value hasSecond = gb.cmp(CmpIPredicate::ult, one, numTiles);
-      SmallVector<Value> copies0;
-      issueTile(gb, gb.select(hasSecond, one, gb.index(0)), hasSecond, one, copies0,
-                /*keys=*/true, /*values=*/false);
-      issueTile(gb, gb.index(0), anyTile, gb.index(0), copies0, /*keys=*/false, /*values=*/true);
-      gb.commitGroup(copies0);
-      SmallVector<Value> s0 = issueScores(gb, gb.index(0));
-      gb.ptx("wgmma.wait_group.sync.aligned 0;");
-      s0 = gb.fenceOperands(s0);
-      Value negInf[2] = {gb.negInf(f32), gb.negInf(f32)}, zero[2] = {gb.f32(0.0f), gb.f32(0.0f)};
-      SoftmaxStep first = softmaxTile(gb, gb.index(0), anyTile, s0, negInf, zero);
-      tilesLanded(gb);
+      // Warpgroup 0 issues its products first and runs the softmax under
+      // them (walkProductsFirst); warpgroup 1 runs the softmax of the tile
+      // before first, under warpgroup 0's products, then issues its own
+      // (walkSoftmaxFirst). Between the per-tile barriers the two thus take
+      // turns on the tensor cores and on the exp2 / ALU pipes instead of
+      // both waiting for their scores at the same time.
+      auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
+        Value one = g.index(1);
+        Value hasSecond = g.cmp(CmpIPredicate::ult, one, numTiles);
+        SmallVector<Value> copies0;
+        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies0,
+                  /*keys=*/true, /*values=*/false);
+        issueTile(g, g.index(0), anyTile, g.index(0), copies0, /*keys=*/false, /*values=*/true);
+        g.commitGroup(copies0);
+        SmallVector<Value> s0 = issueScores(g, g.index(0));
+        g.ptx("wgmma.wait_group.sync.aligned 0;");
+        s0 = g.fenceOperands(s0);
+        Value negInf[2] = {g.negInf(f32), g.negInf(f32)}, zero[2] = {g.f32(0.0f), g.f32(0.0f)};
+        SoftmaxStep first = softmaxTile(g, g.index(0), anyTile, s0, negInf, zero);
+        tilesLanded(g);
 
-      SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
-      init.append({first.m[0], first.m[1], first.l[0], first.l[1]});
-      init.append(first.pRegs.begin(), first.pRegs.end());
-      const size_t pAt = oTiles * 4 + 4;
-      SmallVector<Value> state = gb.loop(
-          one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
-            Value stage = l.rem(tile, l.index(2));
-            Value prevStage = l.sub(l.index(1), stage);
-            Value next = l.add(tile, l.index(1));
-            Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
-            SmallVector<Value> copies;
-            issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
-                      /*keys=*/true, /*values=*/false);
-            issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
-            l.commitGroup(copies);
+        SmallVector<Value> init(oTiles * 4, g.f32(0.0f));
+        init.append({first.m[0], first.m[1], first.l[0], first.l[1]});
+        init.append(first.pRegs.begin(), first.pRegs.end());
+        const size_t pAt = oTiles * 4 + 4;
+        SmallVector<Value> state = g.loop(
+            one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
+              Value stage = l.rem(tile, l.index(2));
+              Value prevStage = l.sub(l.index(1), stage);
+              Value next = l.add(tile, l.index(1));
+              Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+              SmallVector<Value> copies;
+              issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
+                        /*keys=*/true, /*values=*/false);
+              issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
+              l.commitGroup(copies);
 
-            SmallVector<Value> scores = issueScores(l, stage);
-            SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
-            SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
-            SmallVector<Value> oAcc = issueValues(l, prevStage, pPrev, oIn);
-            l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
-            scores = l.fenceOperands(scores);
-            Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
-            Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
-            SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
-            l.ptx("wgmma.wait_group.sync.aligned 0;");
-            // P_{j-1} is fenced with O: its registers stay untouched until
-            // the product that reads them is done.
-            SmallVector<Value> done(oAcc.begin(), oAcc.end());
-            done.append(pPrev.begin(), pPrev.end());
-            done = l.fenceOperands(done);
-            SmallVector<Value> oNext(done.begin(), done.begin() + oTiles * 4);
-            rescale(l, oNext, step.alpha);
-            tilesLanded(l);
+              SmallVector<Value> scores = issueScores(l, stage);
+              SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
+              SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
+              SmallVector<Value> oAcc = issueValues(l, prevStage, pPrev, oIn);
+              l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
+              scores = l.fenceOperands(scores);
+              Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
+              Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
+              SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
+              l.ptx("wgmma.wait_group.sync.aligned 0;");
+              // P_{j-1} is fenced with O: its registers stay untouched until
+              // the product that reads them is done.
+              SmallVector<Value> done(oAcc.begin(), oAcc.end());
+              done.append(pPrev.begin(), pPrev.end());
+              done = l.fenceOperands(done);
+              SmallVector<Value> oNext(done.begin(), done.begin() + oTiles * 4);
+              rescale(l, oNext, step.alpha);
+              tilesLanded(l);
 
-            oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
-            oNext.append(step.pRegs.begin(), step.pRegs.end());
-            return oNext;
-          });
-      // The last tile's P V (over zeros when there was no tile).
-      Value lastStage = gb.rem(gb.sub(gb.max(numTiles, one), one), gb.index(2));
-      SmallVector<Value> pLast(state.begin() + pAt, state.end());
-      SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
-      SmallVector<Value> oAcc = issueValues(gb, lastStage, pLast, oLast);
-      gb.ptx("wgmma.wait_group.sync.aligned 0;");
-      oAcc.append(pLast.begin(), pLast.end());
-      oAcc = gb.fenceOperands(oAcc);
-      std::copy(oAcc.begin(), oAcc.begin() + oTiles * 4, o.begin());
-      m[0] = state[oTiles * 4], m[1] = state[oTiles * 4 + 1];
-      lSum[0] = state[oTiles * 4 + 2], lSum[1] = state[oTiles * 4 + 3];
+              oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
+              oNext.append(step.pRegs.begin(), step.pRegs.end());
+              return oNext;
+            });
+        // The last tile's P V (over zeros when there was no tile).
+        Value lastStage = g.rem(g.sub(g.max(numTiles, one), one), g.index(2));
+        SmallVector<Value> pLast(state.begin() + pAt, state.end());
+        SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
+        SmallVector<Value> oAcc = issueValues(g, lastStage, pLast, oLast);
+        g.ptx("wgmma.wait_group.sync.aligned 0;");
+        oAcc.append(pLast.begin(), pLast.end());
+        oAcc = g.fenceOperands(oAcc);
+        SmallVector<Value> result(oAcc.begin(), oAcc.begin() + oTiles * 4);
+        result.append({state[oTiles * 4], state[oTiles * 4 + 1], state[oTiles * 4 + 2],
+                       state[oTiles * 4 + 3]});
+        return result;
+      };
+      auto walkSoftmaxFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
+        Value one = g.index(1);
+        Value hasSecond = g.cmp(CmpIPredicate::ult, one, numTiles);
+        SmallVector<Value> copies0;
+        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies0,
+                  /*keys=*/true, /*values=*/false);
+        issueTile(g, g.index(0), anyTile, g.index(0), copies0, /*keys=*/false, /*values=*/true);
+        g.commitGroup(copies0);
+        SmallVector<Value> s0 = issueScores(g, g.index(0));
+        g.ptx("wgmma.wait_group.sync.aligned 0;");
+        s0 = g.fenceOperands(s0);
+        tilesLanded(g);
+
+        // State between tiles: O (in the scale of the last softmax), m, l,
+        // and the raw scores of the tile before.
+        SmallVector<Value> init(oTiles * 4, g.f32(0.0f));
+        init.append({g.negInf(f32), g.negInf(f32), g.f32(0.0f), g.f32(0.0f)});
+        init.append(s0.begin(), s0.end());
+        const size_t sAt = oTiles * 4 + 4;
+        // The softmax of tile `tile` (scores in `iters`), O rescaled to its
+        // maximum, and O += P V of that tile issued.
+        auto softmaxThenValues = [&](GpuBuilder &l, Value tile, Value real, ValueRange iters,
+                                     Value valueStage, SoftmaxStep &step) {
+          SmallVector<Value> scores(iters.begin() + sAt, iters.end());
+          Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
+          Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
+          step = softmaxTile(l, tile, real, scores, mOld, lOld);
+          SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
+          rescale(l, oIn, step.alpha);
+          return oIn;
+        };
+        SmallVector<Value> state = g.loop(
+            one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
+              Value stage = l.rem(tile, l.index(2));
+              Value prevStage = l.sub(l.index(1), stage);
+              Value next = l.add(tile, l.index(1));
+              Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+              SmallVector<Value> copies;
+              issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
+                        /*keys=*/true, /*values=*/false);
+              issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
+              l.commitGroup(copies);
+
+              SoftmaxStep step;
+              SmallVector<Value> oIn = softmaxThenValues(l, l.sub(tile, l.index(1)),
+                                                         l.boolean(true), iters, prevStage, step);
+              SmallVector<Value> scores = issueScores(l, stage);
+              SmallVector<Value> oAcc = issueValues(l, prevStage, step.pRegs, oIn);
+              l.ptx("wgmma.wait_group.sync.aligned 0;");
+              SmallVector<Value> done(oAcc.begin(), oAcc.end());
+              done.append(scores.begin(), scores.end());
+              done.append(step.pRegs.begin(), step.pRegs.end());
+              done = l.fenceOperands(done);
+              tilesLanded(l);
+
+              SmallVector<Value> carried(done.begin(), done.begin() + oTiles * 4);
+              carried.append({step.m[0], step.m[1], step.l[0], step.l[1]});
+              carried.append(done.begin() + oTiles * 4,
+                             done.begin() + oTiles * 4 + scores.size());
+              return carried;
+            });
+        // The last tile (a masked one when there was none).
+        Value lastTile = g.sub(g.max(numTiles, one), one);
+        Value lastStage = g.rem(lastTile, g.index(2));
+        SoftmaxStep step;
+        SmallVector<Value> oIn = softmaxThenValues(g, lastTile, anyTile, state, lastStage, step);
+        SmallVector<Value> oAcc = issueValues(g, lastStage, step.pRegs, oIn);
+        g.ptx("wgmma.wait_group.sync.aligned 0;");
+        oAcc.append(step.pRegs.begin(), step.pRegs.end());
+        oAcc = g.fenceOperands(oAcc);
+        SmallVector<Value> result(oAcc.begin(), oAcc.begin() + oTiles * 4);
+        result.append({step.m[0], step.m[1], step.l[0], step.l[1]});
+        return result;
+      };
+      SmallVector<Type> resultTypes(oTiles * 4 + 4, f32);
+      SmallVector<Value> result =
+          gb.when(gb.cmp(CmpIPredicate::eq, warpgroupRows, gb.index(1)), resultTypes,
+                  walkSoftmaxFirst, walkProductsFirst);
+      std::copy(result.begin(), result.begin() + oTiles * 4, o.begin());
+      m[0] = result[oTiles * 4], m[1] = result[oTiles * 4 + 1];
+      lSum[0] = result[oTiles * 4 + 2], lSum[1] = result[oTiles * 4 + 3];
     } else {
       // One tile per iteration, the next one's copies in flight.
       SmallVector<Value> init(oTiles * 4, gb.f32(0.0f));
