@@ -460,11 +460,23 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       SmallVector<Value> pRegs;
       Value m[2], l[2], alpha[2];
     };
+    // The scale stays out of the scores until exp2: max(scale * x) =
+    // scale * max(x) (scale > 0), and p = exp2(x * scale - m) is one FFMA.
+    // Maxima and sums are trees, not chains of dependent instructions.
+    auto treeReduce = [](SmallVector<Value> values, function_ref<Value(Value, Value)> combine) {
+      while (values.size() > 1) {
+        SmallVector<Value> next;
+        for (size_t i = 0; i + 1 < values.size(); i += 2)
+          next.push_back(combine(values[i], values[i + 1]));
+        if (values.size() % 2)
+          next.push_back(values.back());
+        values = std::move(next);
+      }
+      return values.front();
+    };
     auto softmaxTile = [&](GpuBuilder &l, Value tile, Value real, ArrayRef<Value> acc,
                            ArrayRef<Value> mOld, ArrayRef<Value> lOld) {
-      SmallVector<Value> logits;
-      for (Value v : acc)
-        logits.push_back(l.mulF(v, logitScale));
+      SmallVector<Value> logits(acc.begin(), acc.end());
       Value j0 = tileStart(l, tile);
       Value jLast = l.add(j0, l.index(kKeys - 1));
       Value needMask = l.orI(l.notI(real), l.orI(l.cmp(CmpIPredicate::ugt, jLast, minPos),
@@ -490,20 +502,25 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       SoftmaxStep step;
       SmallVector<Value> p(logits.size());
       for (int half = 0; half < 2; ++half) {
-        Value mx = l.negInf(f32);
+        SmallVector<Value> row;
         for (int64_t nt = 0; nt < kKeys / 8; ++nt)
-          mx = l.maxF(mx, l.maxF(logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]));
-        mx = l.warpMax(mx, {1, 2});
+          row.append({logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]});
+        Value mx = treeReduce(row, [&](Value a, Value b) { return l.maxF(a, b); });
+        mx = l.mulF(l.warpMax(mx, {1, 2}), logitScale);
         step.m[half] = l.maxF(mOld[half], mx);
         Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, step.m[half], l.negInf(f32)),
                                l.f32(0.0f), step.m[half]);
         step.alpha[half] = l.exp2(l.subF(mOld[half], mSafe));
-        Value sum = l.f32(0.0f);
+        // contract: the multiply and subtract fuse into one FFMA.
+        auto contract = arith::FastMathFlags::contract;
+        SmallVector<Value> terms;
         for (int64_t nt = 0; nt < kKeys / 8; ++nt)
           for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
-            p[nt * 4 + c] = l.exp2(l.subF(logits[nt * 4 + c], mSafe));
-            sum = l.addF(sum, p[nt * 4 + c]);
+            p[nt * 4 + c] = l.exp2(
+                l.subF(l.mulF(logits[nt * 4 + c], logitScale, contract), mSafe, contract));
+            terms.push_back(p[nt * 4 + c]);
           }
+        Value sum = treeReduce(terms, [&](Value a, Value b) { return l.addF(a, b); });
         step.l[half] = l.addF(l.mulF(lOld[half], step.alpha[half]), sum);
       }
       for (int64_t kk = 0; kk < kKeys / 16; ++kk)
