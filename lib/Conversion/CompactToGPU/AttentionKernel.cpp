@@ -579,12 +579,13 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       }
     };
     // The copies of this iteration landed and are visible to the tensor
-    // cores; every warp is done with the stages the next copies refill.
+    // cores; every warp is done with the stages the next copies refill. The
+    // two warpgroups reach this barrier from different code (their walks
+    // differ), so it is the non-aligned barrier.sync, not bar.sync.
     auto tilesLanded = [&](GpuBuilder &l) {
       l.waitGroups(0);
-      if (wgmma) // cp.async wrote what the tensor cores read through the async proxy
-        l.ptx("fence.proxy.async.shared::cta;");
-      l.barrier();
+      l.ptx("fence.proxy.async.shared::cta;"); // cp.async wrote what wgmma reads
+      l.ptx("barrier.sync 0;");
     };
 
     // O (D/8 n-tiles x 4) and the m and l of the two rows, after the walk.

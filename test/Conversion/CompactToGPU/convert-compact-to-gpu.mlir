@@ -3,12 +3,14 @@
 // Paged attention, wgmma path (the default). The host side is one launch of
 // 256 threads per 128 packed rows, execution group and sequence; the kernel
 // is the software pipeline of attention v2 over 128-key tiles (a KV block of
-// 128 holds one): S_0 before the loop, then per tile the copies of the next
-// K and this V (the page of each 64-key part looked up), S_j (8 k-steps of
-// m64n128k16) and P_{j-1} V_{j-1} (8 k-steps of m64n128k16, register A,
-// MN-major V) in flight together, a wait for S_j only, the softmax (ex2)
-// under P V, the wait for P V, one barrier; the last P V after the loop.
-// Shared memory: Q (32 KB) and two stages of K and V (4 x 32 KB).
+// 128 holds one), Q (32 KB) and two stages of K and V (4 x 32 KB) in shared
+// memory. After Q and K_0 land, the warpgroups take different walks between
+// the same per-tile barriers (the non-aligned barrier.sync): warpgroup 1
+// runs the softmax of the tile before first, then issues S_j (8 k-steps of
+// m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A, MN-major V);
+// warpgroup 0 issues S_j and P_{j-1} V_{j-1} together, waits for S_j only and
+// runs the softmax (ex2) under P V. Each iteration copies the next K and this
+// V (the page of each 64-key part looked up).
 // CHECK-LABEL: func.func @paged_attention
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
 //  CHECK-SAME:     threads in (%c256, %c1, %c1)  dynamic_shared_memory_size %c163840_i32
@@ -20,10 +22,29 @@
 //       CHECK:   nvvm.cp.async.wait.group 0
 //       CHECK:   "fence.proxy.async.shared::cta;"
 //       CHECK:   gpu.barrier
-//       CHECK:   "wgmma.fence.sync.aligned;"
+//       CHECK:   scf.if
+// Warpgroup 1: softmax first.
+// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
+//       CHECK:   "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:   "barrier.sync 0;"
+//       CHECK:   scf.for
+//       CHECK:     nvgpu.device_async_copy %arg1
+//       CHECK:     nvgpu.device_async_copy %arg2
+//       CHECK:     llvm.nvvm.ex2.approx
+// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
+// CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:     "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:     nvvm.cp.async.wait.group 0
+//       CHECK:     "barrier.sync 0;"
+//       CHECK:     scf.yield
+//       CHECK:   llvm.nvvm.ex2.approx
+// CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:   } else {
+// Warpgroup 0: products first.
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   llvm.nvvm.ex2.approx
+//       CHECK:   "barrier.sync 0;"
 //       CHECK:   scf.for
 //       CHECK:     nvgpu.device_async_copy %arg1
 //       CHECK:     nvgpu.device_async_copy %arg2
@@ -33,7 +54,7 @@
 //       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:     nvvm.cp.async.wait.group 0
-//       CHECK:     gpu.barrier
+//       CHECK:     "barrier.sync 0;"
 //       CHECK:     scf.yield
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
