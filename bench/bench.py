@@ -209,6 +209,28 @@ def bench_compact(rt, st, rows, alpha=0.06, sink=2, window=4):
     return res
 
 
+def bench_flex_sparse(rt, st, rows, alpha=0.06, sink=2, window=4):
+    """FlexAttention block-sparse on the last chunk with our selector's mask
+    (handed over: the selection is not timed), as in prefill_bench.py."""
+    from prefill_bench import causal_selection, flex, flex_block_mask
+    B, L, C = st.B, st.L, st.C
+    Qb = -(-C // BLOCK)
+    scores = torch.empty((B, Hq, Qb, st.Kb), device="cuda")
+    rt.block_scores(st.q, st.pooled, st.lens_full, scores)
+    mask = torch.empty((B, Hq, Qb, st.Kb), dtype=torch.int8, device="cuda")
+    rt.select_blocks(scores, st.lens_full, C, mask, alpha, sink, window)
+    valid = causal_selection(st, L - C, C)
+    sel = mask.bool() & valid
+    f = flex()
+    bm = flex_block_mask(st, L - C, C, sel)
+    q, k, v = (t.transpose(1, 2).contiguous() for t in (st.q, st.k_all, st.v_all))
+    t = timed(lambda: f(q, k, v, block_mask=bm, enable_gqa=True))
+    rows.append({"method": "flex_sparse", "B": B, "C": C, "L": L, "alpha": alpha,
+                 "last_chunk_ms": t, "attention_ms": t, "prefill_ms": None,
+                 "density_mask": float(sel.sum() / valid.sum())})
+    return t
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench-results.json")
@@ -222,20 +244,22 @@ def main():
     C = 1024
     print(f"{'B':>2} {'L':>7} {'ours dense':>11} {'sdpa flash':>11} {'cudnn':>8} {'TF/s ours':>9} "
           f"{'TF/s sdpa':>9} {'err':>8} {'compact s=4':>12} {'sel':>6} {'dens':>6} {'s=1':>8} "
-          f"{'s=1 qb':>8}",
+          f"{'s=1 qb':>8} {'qb attn':>8} {'flex':>8}",
           flush=True)
     for B in map(int, args.batches.split(",")):
         for L in map(int, args.contexts.split(",")):
             st = Setup(rt, B, L, C, seed=B * 1000 + L)
             dense, err = bench_dense(rt, st, rows, args.quick)
             comp = bench_compact(rt, st, rows)
+            flex_ms = bench_flex_sparse(rt, st, rows)
             fl = causal_flops(B, C, L)
             print(f"{B:>2} {L:>7} {dense['compact_dense']:>9.3f}ms {dense['sdpa_flash']:>9.3f}ms "
                   f"{dense.get('sdpa_cudnn', float('nan')):>6.3f}ms "
                   f"{fl / dense['compact_dense'] / 1e9:>9.1f} {fl / dense['sdpa_flash'] / 1e9:>9.1f} "
                   f"{err:>8.1e} {comp[(G, False)][0]:>10.3f}ms {comp[(G, False)][1]:>6.3f} "
                   f"{comp[(G, False)][3]:>6.3f} {comp[(1, False)][0]:>6.3f}ms "
-                  f"{comp[(1, True)][0]:>6.3f}ms", flush=True)
+                  f"{comp[(1, True)][0]:>6.3f}ms {comp[(1, True)][2]:>6.3f}ms {flex_ms:>6.3f}ms",
+                  flush=True)
             del st
             torch.cuda.empty_cache()
     result = {

@@ -218,8 +218,9 @@ def tables(by, last):
               f"{r['flex_sparse'] / best:.2f}x |")
     print()
     print("| B | L | SDPA flash | cuDNN | ours dense | TFLOP/s ours / SDPA | select | "
-          "s=4 attn (union) | s=1 attn (union) | s=1 per qb attn (density) | gather + flash |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "s=4 attn (union) | s=1 attn (union) | s=1 per qb attn (density) | Flex sparse attn "
+          "(mask) | gather + flash |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (B, L), r in sorted(last.items()):
         print(f"| {B} | {L // 1024}K | {r['sdpa_flash']['last_chunk_ms']:.2f} | "
               f"{r['sdpa_cudnn']['last_chunk_ms']:.2f} | {r['compact_dense']['last_chunk_ms']:.2f} | "
@@ -228,7 +229,9 @@ def tables(by, last):
               f"{r['compact_s4']['attention_ms']:.2f} ({r['compact_s4']['density_union']:.3f}) | "
               f"{r['compact_s1']['attention_ms']:.2f} ({r['compact_s1']['density_union']:.3f}) | "
               f"{r['compact_s1_qb']['attention_ms']:.2f} "
-              f"({r['compact_s1_qb']['density_union']:.3f}) | "
+              f"({r['compact_s1_qb']['density_union']:.3f}) | " + (
+                  f"{r['flex_sparse']['attention_ms']:.2f} ({r['flex_sparse']['density_mask']:.3f})"
+                  if "flex_sparse" in r else "-") + " | "
               f"{r['gather_dense']['attention_ms']:.2f} |")
 
 
