@@ -33,6 +33,10 @@ public:
   Value blockId(gpu::Dimension d) { return gpu::BlockIdOp::create(builder(), location(), d); }
   Value laneId();
   Value warpId();
+  /// `value` (i32) of lane 0 in every lane: a value ptxas knows is the same
+  /// across the warp, so branches on it are not divergent (wgmma in such a
+  /// branch is not serialised).
+  Value warpUniform(Value value);
   void barrier();
 
   /// Butterfly shuffle across the full warp (f32 or i32).

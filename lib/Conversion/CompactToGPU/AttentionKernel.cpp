@@ -390,7 +390,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                                                                      shared);
       sharedBase = arith::IndexCastUIOp::create(gb.builder(), gb.location(),
                                                 gb.builder().getI64Type(), address);
-      warpgroupRows = gb.div(warp, gb.index(4));
+      // The warpgroup, broadcast from lane 0: the walks branch on it.
+      warpgroupRows = gb.toIndex(gb.warpUniform(gb.toI32(gb.div(warp, gb.index(4)))));
     }
     // The shared address (i64) of byte `offset` (index) of the shared memory.
     auto sharedAddress = [&](GpuBuilder &l, Value offset) {

@@ -69,6 +69,12 @@ SmallVector<Value> GpuBuilder::when(Value cond, TypeRange types,
 Value GpuBuilder::laneId() { return rem(threadId(), index(32)); }
 Value GpuBuilder::warpId() { return div(threadId(), index(32)); }
 
+Value GpuBuilder::warpUniform(Value value) {
+  return gpu::ShuffleOp::create(builder(), location(), value, /*offset=*/0, /*width=*/32,
+                                gpu::ShuffleMode::IDX)
+      .getShuffleResult();
+}
+
 void GpuBuilder::barrier() { gpu::BarrierOp::create(builder(), location()); }
 
 Value GpuBuilder::shuffleXor(Value value, int32_t offset) {
