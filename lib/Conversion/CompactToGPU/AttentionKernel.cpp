@@ -599,23 +599,41 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // softmax of tile j under P V. K runs one tile ahead of V: iteration j
       // brings K_{j+1} and V_j, each into the stage its tile-before-last
       // left (read and waited for by iteration j - 1).
+      //
       // Warpgroup 0 issues its products first and runs the softmax under
       // them (walkProductsFirst); warpgroup 1 runs the softmax of the tile
       // before first, under warpgroup 0's products, then issues its own
       // (walkSoftmaxFirst). Between the per-tile barriers the two thus take
       // turns on the tensor cores and on the exp2 / ALU pipes instead of
       // both waiting for their scores at the same time.
-      auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
+
+      // Shared by both walks: the copies of K_1 and V_0, then S_0 waited for.
+      auto firstScores = [&](GpuBuilder &g) {
         Value one = g.index(1);
         Value hasSecond = g.cmp(CmpIPredicate::ult, one, numTiles);
-        SmallVector<Value> copies0;
-        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies0,
+        SmallVector<Value> copies;
+        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies,
                   /*keys=*/true, /*values=*/false);
-        issueTile(g, g.index(0), anyTile, g.index(0), copies0, /*keys=*/false, /*values=*/true);
-        g.commitGroup(copies0);
+        issueTile(g, g.index(0), anyTile, g.index(0), copies, /*keys=*/false, /*values=*/true);
+        g.commitGroup(copies);
         SmallVector<Value> s0 = issueScores(g, g.index(0));
         g.ptx("wgmma.wait_group.sync.aligned 0;");
-        s0 = g.fenceOperands(s0);
+        return g.fenceOperands(s0);
+      };
+      // Iteration `tile`'s copies: K_{tile+1} (zeros past the walk) into the
+      // stage of K_{tile-1}, V_tile into the stage of V_{tile-2}.
+      auto copyAhead = [&](GpuBuilder &l, Value tile, Value stage, Value prevStage) {
+        Value next = l.add(tile, l.index(1));
+        Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
+        SmallVector<Value> copies;
+        issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
+                  /*keys=*/true, /*values=*/false);
+        issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
+        l.commitGroup(copies);
+      };
+      auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
+        Value one = g.index(1);
+        SmallVector<Value> s0 = firstScores(g);
         Value negInf[2] = {g.negInf(f32), g.negInf(f32)}, zero[2] = {g.f32(0.0f), g.f32(0.0f)};
         SoftmaxStep first = softmaxTile(g, g.index(0), anyTile, s0, negInf, zero);
         tilesLanded(g);
@@ -628,13 +646,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
               Value stage = l.rem(tile, l.index(2));
               Value prevStage = l.sub(l.index(1), stage);
-              Value next = l.add(tile, l.index(1));
-              Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
-              SmallVector<Value> copies;
-              issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
-                        /*keys=*/true, /*values=*/false);
-              issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
-              l.commitGroup(copies);
+              copyAhead(l, tile, stage, prevStage);
 
               SmallVector<Value> scores = issueScores(l, stage);
               SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
@@ -674,15 +686,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       };
       auto walkSoftmaxFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
         Value one = g.index(1);
-        Value hasSecond = g.cmp(CmpIPredicate::ult, one, numTiles);
-        SmallVector<Value> copies0;
-        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies0,
-                  /*keys=*/true, /*values=*/false);
-        issueTile(g, g.index(0), anyTile, g.index(0), copies0, /*keys=*/false, /*values=*/true);
-        g.commitGroup(copies0);
-        SmallVector<Value> s0 = issueScores(g, g.index(0));
-        g.ptx("wgmma.wait_group.sync.aligned 0;");
-        s0 = g.fenceOperands(s0);
+        SmallVector<Value> s0 = firstScores(g);
         tilesLanded(g);
 
         // State between tiles: O (in the scale of the last softmax), m, l,
@@ -691,10 +695,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         init.append({g.negInf(f32), g.negInf(f32), g.f32(0.0f), g.f32(0.0f)});
         init.append(s0.begin(), s0.end());
         const size_t sAt = oTiles * 4 + 4;
-        // The softmax of tile `tile` (scores in `iters`), O rescaled to its
-        // maximum, and O += P V of that tile issued.
-        auto softmaxThenValues = [&](GpuBuilder &l, Value tile, Value real, ValueRange iters,
-                                     Value valueStage, SoftmaxStep &step) {
+        // The softmax of tile `tile` (its scores in `iters`) and O rescaled
+        // to the new maximum, ready for P V of that tile.
+        auto softmaxAndRescale = [&](GpuBuilder &l, Value tile, Value real, ValueRange iters,
+                                     SoftmaxStep &step) {
           SmallVector<Value> scores(iters.begin() + sAt, iters.end());
           Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
           Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
@@ -707,17 +711,11 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
               Value stage = l.rem(tile, l.index(2));
               Value prevStage = l.sub(l.index(1), stage);
-              Value next = l.add(tile, l.index(1));
-              Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
-              SmallVector<Value> copies;
-              issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
-                        /*keys=*/true, /*values=*/false);
-              issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
-              l.commitGroup(copies);
+              copyAhead(l, tile, stage, prevStage);
 
               SoftmaxStep step;
-              SmallVector<Value> oIn = softmaxThenValues(l, l.sub(tile, l.index(1)),
-                                                         l.boolean(true), iters, prevStage, step);
+              SmallVector<Value> oIn = softmaxAndRescale(l, l.sub(tile, l.index(1)),
+                                                         l.boolean(true), iters, step);
               SmallVector<Value> scores = issueScores(l, stage);
               SmallVector<Value> oAcc = issueValues(l, prevStage, step.pRegs, oIn);
               l.ptx("wgmma.wait_group.sync.aligned 0;");
@@ -737,7 +735,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         Value lastTile = g.sub(g.max(numTiles, one), one);
         Value lastStage = g.rem(lastTile, g.index(2));
         SoftmaxStep step;
-        SmallVector<Value> oIn = softmaxThenValues(g, lastTile, anyTile, state, lastStage, step);
+        SmallVector<Value> oIn = softmaxAndRescale(g, lastTile, anyTile, state, step);
         SmallVector<Value> oAcc = issueValues(g, lastStage, step.pRegs, oIn);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(step.pRegs.begin(), step.pRegs.end());
