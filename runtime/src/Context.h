@@ -111,6 +111,12 @@ private:
   compact_rt_context *ctx;
 };
 
+/// The kernel library's key of a configuration (q16_kv4_d128_p64_b128_bf16_nhd).
+std::string configKey(const compact_rt_config &config);
+/// What the kernel library holds: each configuration and its execution group
+/// sizes, for error messages.
+std::string libraryContents();
+
 /// Records `message` as the calling thread's last error and returns `status`.
 int setError(int status, std::string message);
 

@@ -73,8 +73,10 @@ extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
                      "non-negative sink and window");
   if (!compact_rt_supports(ctx, &c, desc->exec_group_size))
     return planError(COMPACT_RT_UNSUPPORTED,
-                     "compact_rt_plan_create: the kernel library has no kernels for this "
-                     "configuration and exec_group_size (see compact-codegen --config)");
+                     "compact_rt_plan_create: the kernel library has no kernels for "
+                     "desc->config " + configKey(c) + " with desc->exec_group_size " +
+                         std::to_string(desc->exec_group_size) + "; it holds " +
+                         libraryContents() + " (more: compact-codegen --config)");
   auto plan = new compact_rt_plan{ctx, *desc};
   size_t rowsPerGroup =
       desc->per_query_block ? size_t(ceilDiv(desc->max_chunk_len, c.block_size)) : 1;

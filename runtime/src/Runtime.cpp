@@ -14,11 +14,13 @@
 #include "Driver.h"
 #include "KernelTable.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -40,14 +42,37 @@ thread_local CallMode currentCallMode = CallMode::Launch;
 
 } // namespace
 
-namespace {
-
-std::string configKey(const compact_rt_config &c) {
+std::string compact::rt::configKey(const compact_rt_config &c) {
   return "q" + std::to_string(c.q_heads) + "_kv" + std::to_string(c.kv_heads) + "_d" +
          std::to_string(c.head_dim) + "_p" + std::to_string(c.page_size) + "_b" +
          std::to_string(c.block_size) + (c.dtype == COMPACT_RT_BF16 ? "_bf16" : "_f16") +
          (c.layout == COMPACT_RT_NHD ? "_nhd" : "_hnd");
 }
+
+std::string compact::rt::libraryContents() {
+  // config -> its execution group sizes, in library order.
+  std::vector<std::pair<std::string, std::set<int64_t>>> configs;
+  const KernelImage &image = kernelImage();
+  for (size_t i = 0; i < image.numKernels; ++i) {
+    const KernelInfo &k = image.kernels[i];
+    auto it = std::find_if(configs.begin(), configs.end(),
+                           [&](const auto &c) { return c.first == k.config; });
+    if (it == configs.end())
+      it = configs.insert(configs.end(), {k.config, {}});
+    if (k.execGroupSize > 0)
+      it->second.insert(k.execGroupSize);
+  }
+  std::string text;
+  for (const auto &[config, sizes] : configs) {
+    text += (text.empty() ? "" : "; ") + config + " (exec_group_size";
+    for (int64_t s : sizes)
+      text += " " + std::to_string(s);
+    text += ")";
+  }
+  return text;
+}
+
+namespace {
 
 const KernelInfo *findKernel(const std::string &config, int64_t execGroupSize, const char *op,
                              const char *role) {
@@ -223,7 +248,8 @@ public:
                                         (execGroupSize ? " with exec_group_size " +
                                                              std::to_string(execGroupSize)
                                                        : std::string()) +
-                                        " (see compact-codegen --config)");
+                                        "; it holds " + libraryContents() +
+                                        " (more: compact-codegen --config)");
     return k;
   }
 

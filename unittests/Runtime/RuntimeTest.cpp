@@ -241,6 +241,28 @@ TEST_F(DryRun, ArgumentsAreNamed) {
   EXPECT_EQ(log().find("attention"), std::string::npos);
 }
 
+TEST_F(DryRun, UnsupportedConfigurationsNameTheKeyAndWhatTheLibraryHolds) {
+  compact_rt_config odd = config;
+  odd.block_size = 256;
+  compact_rt_plan_desc desc{odd, 4, selection, 0.0f, 8, 1024, 0, 0};
+  compact_rt_plan *plan = nullptr;
+  EXPECT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_UNSUPPORTED);
+  EXPECT_EQ(plan, nullptr);
+  std::string message = error();
+  EXPECT_NE(message.find("desc->config q16_kv4_d128_p64_b256_bf16_nhd with "
+                         "desc->exec_group_size 4"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("q16_kv4_d128_p64_b128_bf16_nhd (exec_group_size 1 2 4)"),
+            std::string::npos)
+      << message;
+  // The ops say the same.
+  EXPECT_EQ(attend(ctx, odd, shape, 8, 1024, 4), COMPACT_RT_UNSUPPORTED);
+  EXPECT_NE(error().find("q16_kv4_d128_p64_b128_bf16_nhd (exec_group_size 1 2 4)"),
+            std::string::npos)
+      << error();
+}
+
 TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
   compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024, 0, 0};
   compact_rt_plan *plan = nullptr;
