@@ -905,11 +905,12 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   // Split-KV when the grid would leave SMs idle (wgmma path): the split
   // kernel writes partial results to the workspace, the combine kernel
   // merges them into out / lse.
-  int64_t rows = call.C() * exec_group_size;
-  int64_t rowBlocks = ceilDiv(rows, 128) * (config->q_heads / exec_group_size) * call.B();
-  int64_t splits = ctx->kvSplits > 0
-                       ? ctx->kvSplits
-                       : kvSplitsFor(rowBlocks, ctx->multiprocessors, shape->block_capacity);
+  // The kernel's grid: 128 packed rows (C * s of them) per block, E groups.
+  const int64_t rowTiles = ceilDiv(call.C() * exec_group_size, 128);
+  const int64_t groups = config->q_heads / exec_group_size;
+  int64_t splits = ctx->kvSplits > 0 ? ctx->kvSplits
+                                     : kvSplitsFor(rowTiles * groups * call.B(),
+                                                   ctx->multiprocessors, shape->block_capacity);
   const KernelInfo *splitKernel = nullptr, *combine = nullptr;
   if (splits > 1 && ctx->attentionOp == "paged_attention") {
     splitKernel = call.kernel("paged_attention_split", "attention", exec_group_size);
@@ -941,7 +942,7 @@ extern "C" compact_rt_status compact_rt_paged_attention(
                    {"lse", {lse, {call.B(), config->q_heads, call.C()}}}});
   b.floats["scale"] = call.effectiveScale(scale);
   if (splits == 1) {
-    call.launch(k, {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B()}, b, stream);
+    call.launch(k, {rowTiles, groups, call.B()}, b, stream);
     return call.status;
   }
   b.buffers["partial_lse"] = {reinterpret_cast<void *>(scratch + lseBytes),
@@ -949,9 +950,7 @@ extern "C" compact_rt_status compact_rt_paged_attention(
   b.buffers["partial_out"] = {
       reinterpret_cast<void *>(scratch + lseBytes + partialLseBytes),
       {splits, call.B(), call.C(), config->q_heads, config->head_dim}};
-  call.launch(splitKernel,
-              {ceilDiv(rows, 128), config->q_heads / exec_group_size, call.B() * splits}, b,
-              stream);
+  call.launch(splitKernel, {rowTiles, groups, call.B() * splits}, b, stream);
   call.launch(combine, {ceilDiv(call.C() * config->q_heads, 4), call.B(), 1}, b, stream);
   return call.status;
 }

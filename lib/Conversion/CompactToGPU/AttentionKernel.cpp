@@ -464,16 +464,16 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // The scale stays out of the scores until exp2: max(scale * x) =
     // scale * max(x) (scale > 0), and p = exp2(x * scale - m) is one FFMA.
     // Maxima and sums are trees, not chains of dependent instructions.
-    auto treeReduce = [](SmallVector<Value> values, function_ref<Value(Value, Value)> combine) {
-      while (values.size() > 1) {
-        SmallVector<Value> next;
-        for (size_t i = 0; i + 1 < values.size(); i += 2)
-          next.push_back(combine(values[i], values[i + 1]));
-        if (values.size() % 2)
-          next.push_back(values.back());
-        values = std::move(next);
+    auto treeReduce = [](ArrayRef<Value> values, function_ref<Value(Value, Value)> combine) {
+      // Each level pairs neighbours in place; an odd last one moves up as is.
+      SmallVector<Value> level(values.begin(), values.end());
+      for (size_t n = level.size(); n > 1; n = (n + 1) / 2) {
+        for (size_t i = 0; i < n / 2; ++i)
+          level[i] = combine(level[2 * i], level[2 * i + 1]);
+        if (n % 2)
+          level[n / 2] = level[n - 1];
       }
-      return values.front();
+      return level.front();
     };
     auto softmaxTile = [&](GpuBuilder &l, Value tile, Value real, ArrayRef<Value> acc,
                            ArrayRef<Value> mOld, ArrayRef<Value> lOld) {
