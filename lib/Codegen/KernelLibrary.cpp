@@ -124,6 +124,11 @@ func.func @{f}__select_blocks(%scores: {scores}, %lens: memref<?xi32>, %c: index
       : {scores}, memref<?xi32> into {mask}
   return
 }
+func.func @{f}__choose_exec_groups(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  compact.choose_exec_groups %table, %counts {q_heads = {hq}, kv_heads = {hkv}}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}
 )mlir";
 
 const char *const kGroupOps = R"mlir(
@@ -207,9 +212,10 @@ std::string compact::codegen::buildLibraryProgram(const std::vector<LibraryConfi
         {"partial_lse", formatv("memref<?x?x{0}x?xf32>", c.qHeads)},
         {"layout", "#compact.layout<" + c.layout + ">"},
         {"bs", std::to_string(c.blockSize)},
+        {"hq", std::to_string(c.qHeads)},
         {"hkv", std::to_string(c.kvHeads)},
-        // Threshold, sink and window are kernel arguments; these values only
-        // stand in for them.
+        // Threshold, sink and window (and choose_exec_groups' slack) are
+        // kernel arguments; these values only stand in for them.
         {"selection", "mode = #compact.threshold<rowmax_log>, threshold = 0.06 : f32, sink = 2, "
                       "window = 4"},
     };

@@ -168,6 +168,14 @@ func.func @union_of_mask(%mask: {mask}, %lens: memref<?xi32>, %c: index,
   return
 }
 
+func.func @choose_exec_groups(%table: {table}, %counts: {counts})
+    attributes {llvm.emit_c_interface} {
+  compact.choose_exec_groups %table, %counts
+      {q_heads = {hq}, kv_heads = {hkv}, slack = {slack} : f32}
+      : {table}, {counts}
+  return
+}
+
 func.func @attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
                      %lens: memref<?xi32>, %table: {table}, %counts: {counts},
                      %out: {q}, %lse: {lse})
@@ -192,7 +200,10 @@ func.func @attention(%q: {q}, %kc: {cache}, %vc: {cache}, %pt: memref<?x?xi32>,
                                {"selection", selection},
                                {"unionAttrs", unionAttrs},
                                {"bs", std::to_string(c.blockSize)},
-                               {"s", std::to_string(c.execGroupSize)}});
+                               {"s", std::to_string(c.execGroupSize)},
+                               {"hq", std::to_string(c.qHeads)},
+                               {"hkv", std::to_string(c.kvHeads)},
+                               {"slack", hexFloat(c.groupSlack)}});
 }
 
 //===----------------------------------------------------------------------===//
@@ -405,6 +416,13 @@ llvm::Error CpuProgram::unionOfMask(const Tensor<int8_t> &mask, const Tensor<int
   args.memref(table);
   args.memref(counts);
   return invoke(*engine, "union_of_mask", args);
+}
+
+llvm::Error CpuProgram::chooseExecGroups(Tensor<int32_t> &table, Tensor<int32_t> &counts) {
+  PackedArgs args;
+  args.memref(table);
+  args.memref(counts);
+  return invoke(*engine, "choose_exec_groups", args);
 }
 
 llvm::Error CpuProgram::attention(const Tensor<float> &q, const Tensor<float> &kCache,

@@ -7,6 +7,7 @@
 
 #include "compact/Reference/Reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -188,8 +189,9 @@ void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
           for (int64_t kb = 0; kb <= g.lastVisibleBlock(qb); ++kb)
             in[kb] |= maskRow[kb] != 0;
         }
-      // The chunk's own blocks that the row's queries see.
-      for (int64_t kb = g.firstChunkBlock(); kb <= g.lastVisibleBlock(qbEnd - 1); ++kb)
+      // The chunk blocks from the one holding the row's first query to the
+      // last one its queries see (with T = 1: all the chunk's blocks).
+      for (int64_t kb = g.firstOwnBlock(qbBegin); kb <= g.lastVisibleBlock(qbEnd - 1); ++kb)
         in[kb] = 1;
       int32_t *dst = table + (size_t(b) * numRows + row) * kbCap;
       int32_t n = 0;
@@ -201,6 +203,57 @@ void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
         dst[i] = -1;
     }
   }
+}
+
+void chooseExecGroups(const ChunkShape &shape, int64_t rowsPerHead, float slack,
+                      int32_t *table, int32_t *counts) {
+  const int64_t hq = shape.qHeads, g = shape.groupSize(), kbCap = shape.blockCapacity;
+  const int64_t numRows = hq * rowsPerHead;
+  std::vector<uint8_t> in(kbCap);
+  for (int64_t b = 0; b < shape.batch; ++b)
+    for (int64_t kv = 0; kv < shape.kvHeads; ++kv)
+      for (int64_t t = 0; t < rowsPerHead; ++t) {
+        auto rowOf = [&](int64_t h) { return b * numRows + h * rowsPerHead + t; };
+        // The union of heads [first, first + n) in `in`; its size.
+        auto unionOf = [&](int64_t first, int64_t n) {
+          std::fill(in.begin(), in.end(), 0);
+          for (int64_t h = first; h < first + n; ++h) {
+            const int64_t count = std::min<int64_t>(std::max(counts[rowOf(h)], 0), kbCap);
+            for (int64_t i = 0; i < count; ++i) {
+              const int32_t kb = table[rowOf(h) * kbCap + i];
+              if (kb >= 0 && kb < kbCap)
+                in[kb] = 1;
+            }
+          }
+          return std::count(in.begin(), in.end(), 1);
+        };
+        auto cost = [&](int64_t s) {
+          int64_t sum = 0;
+          for (int64_t j = 0; j < g / s; ++j)
+            sum += s * unionOf(kv * g + j * s, s);
+          return sum;
+        };
+        // The comparison in fp32, as the generated code makes it.
+        const float limit = (1.0f + slack) * float(cost(1));
+        int64_t chosen = 1;
+        for (int64_t s = 2; s <= g; ++s)
+          if (g % s == 0 && float(cost(s)) <= limit)
+            chosen = s;
+        if (chosen == 1)
+          continue;
+        for (int64_t first = kv * g; first < (kv + 1) * g; first += chosen) {
+          unionOf(first, chosen);
+          for (int64_t h = first; h < first + chosen; ++h) {
+            int32_t *dst = table + rowOf(h) * kbCap;
+            int32_t n = 0;
+            for (int64_t kb = 0; kb < kbCap; ++kb)
+              if (in[kb])
+                dst[n++] = int32_t(kb);
+            counts[rowOf(h)] = n;
+            std::fill(dst + n, dst + kbCap, -1);
+          }
+        }
+      }
 }
 
 void pagedAttention(const ChunkShape &shape, const PagedCache &cache,

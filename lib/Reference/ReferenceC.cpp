@@ -49,6 +49,11 @@ extern "C" void compact_ref_block_union(const compact_ref_shape *s, const int32_
   ref::blockUnion(chunk(s), ctx_lens, mask, exec_group_size, table, counts, rows_per_group);
 }
 
+extern "C" void compact_ref_choose_exec_groups(const compact_ref_shape *s, int64_t rows_per_head,
+                                               float slack, int32_t *table, int32_t *counts) {
+  ref::chooseExecGroups(chunk(s), rows_per_head, slack, table, counts);
+}
+
 extern "C" void compact_ref_dense_table(const compact_ref_shape *s, const int32_t *ctx_lens,
                                         int64_t exec_group_size, int64_t rows_per_group,
                                         int32_t *table, int32_t *counts) {

@@ -52,6 +52,7 @@ _SIGNATURES = {
     "compact_rt_select_union": (ctypes.c_int, [_P, _CFG, _SHP, _I32, _P, _P, _SEL, _P, _P, _P]),
     "compact_rt_score_select_union": (ctypes.c_int,
                                       [_P, _CFG, _SHP, _I32, _P, _P, _P, _F32, _SEL, _P, _P, _P]),
+    "compact_rt_choose_exec_groups": (ctypes.c_int, [_P, _CFG, _SHP, _F32, _P, _P, _P]),
     "compact_rt_dense_table": (ctypes.c_int, [_P, _CFG, _SHP, _I32, _P, _P, _P, _P]),
     "compact_rt_paged_attention": (ctypes.c_int, [_P, _CFG, _SHP, _I32, _P, _P, _P, _P, _P, _P,
                                                   _P, _F32, _P, _P, _P]),

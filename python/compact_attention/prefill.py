@@ -14,7 +14,8 @@ class PlanDesc(ctypes.Structure):
     _fields_ = [("config", _native.Config), ("exec_group_size", ctypes.c_int32),
                 ("selection", _native.Selection), ("scale", ctypes.c_float),
                 ("max_batch", ctypes.c_int32), ("block_capacity", ctypes.c_int32),
-                ("per_query_block", ctypes.c_int32), ("max_chunk_len", ctypes.c_int32)]
+                ("per_query_block", ctypes.c_int32), ("max_chunk_len", ctypes.c_int32),
+                ("group_slack", ctypes.c_float)]
 
 
 def _prototypes(lib):
@@ -58,10 +59,16 @@ class ChunkedPrefill:
     the paper's group union); `per_query_block=True` keeps one table per
     execution group and query block instead of the union over the chunk's
     query blocks (with s = 1: exactly the selected blocks of each head),
-    sized for chunks of up to `max_chunk_len` tokens."""
+    sized for chunks of up to `max_chunk_len` tokens.
+
+    `group_slack` > 0 (with exec_group_size=1) lets the device choose the
+    execution group size per KV group and table row: the largest sub-group
+    whose union costs at most (1 + group_slack) times the per-head tables'
+    work (more blocks: closer to dense attention)."""
 
     def __init__(self, runtime, max_batch, block_capacity, exec_group_size=None, alpha=0.06,
-                 sink=2, window=4, scale=None, per_query_block=False, max_chunk_len=None):
+                 sink=2, window=4, scale=None, per_query_block=False, max_chunk_len=None,
+                 group_slack=0.0):
         if not isinstance(runtime, Runtime):
             raise ValueError("argument 'runtime': expected a compact_attention.Runtime")
         self.rt = runtime
@@ -73,7 +80,7 @@ class ChunkedPrefill:
                              f"per_query_block=True, got {max_chunk_len}")
         desc = PlanDesc(runtime.config, self.s, Runtime._selection(alpha, sink, window),
                         runtime._scale(scale), max_batch, block_capacity, int(per_query_block),
-                        int(max_chunk_len or 0))
+                        int(max_chunk_len or 0), float(group_slack))
         handle = ctypes.c_void_p()
         if lib.compact_rt_plan_create(runtime._handle, ctypes.byref(desc), ctypes.byref(handle)):
             raise CompactError(_native.last_error())

@@ -287,6 +287,21 @@ class Runtime:
         self._call("compact_rt_score_select_union", ctypes.byref(shape), s, qp, p, lens,
                    self._scale(scale), ctypes.byref(sel), t, c, self._stream())
 
+    def choose_exec_groups(self, table, counts, chunk_len, slack):
+        """The execution-group cost model, in place on per-head tables (as
+        `score_select_union(..., exec_group_size=1)` writes them): per KV
+        group and table row, the largest sub-group size whose work is within
+        (1 + slack) of the per-head tables' replaces each head's row by its
+        sub-group's union."""
+        import math
+        if not (isinstance(slack, (int, float)) and math.isfinite(slack) and slack >= 0):
+            raise ValueError(f"argument 'slack': expected a finite number >= 0, got {slack!r}")
+        B = self._dims(table, "table", 3)[0]
+        t, c, per_qb = self._tables(table, counts, B, 1, chunk_len)
+        shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
+        self._call("compact_rt_choose_exec_groups", ctypes.byref(shape), ctypes.c_float(slack),
+                   t, c, self._stream())
+
     def dense_table(self, ctx_lens, table, counts, exec_group_size=None, chunk_len=1):
         torch = _torch()
         s = self._group(exec_group_size)

@@ -152,6 +152,18 @@ compact_rt_status compact_rt_score_select_union(
     float scale, const compact_rt_selection *selection, int32_t *table, int32_t *counts,
     void *stream);
 
+/* compact.choose_exec_groups: the execution-group cost model on per-head
+ * tables (the exec_group_size 1 layout of `shape`, e.g. as score_select_union
+ * with exec_group_size 1 writes them). For every sequence, KV group and table
+ * row index it picks the largest sub-group size s' dividing G whose tables
+ * cost (query rows x blocks walked) at most (1 + slack) times the per-head
+ * tables', and writes each head's row as its sub-group's union. slack: finite,
+ * >= 0 (0 keeps per-head tables but where heads selected the same blocks). */
+compact_rt_status compact_rt_choose_exec_groups(compact_rt_context *ctx,
+                                                const compact_rt_config *config,
+                                                const compact_rt_shape *shape, float slack,
+                                                int32_t *table, int32_t *counts, void *stream);
+
 /* compact.dense_table: every block of the context. */
 compact_rt_status compact_rt_dense_table(compact_rt_context *ctx, const compact_rt_config *config,
                                          const compact_rt_shape *shape, int32_t exec_group_size,
@@ -208,6 +220,10 @@ typedef struct {
   int32_t per_query_block;        /* 1: one table per execution group and query block (see
                                      compact_rt_shape); needs max_chunk_len */
   int32_t max_chunk_len;          /* with per_query_block: the longest chunk (sizes the tables) */
+  float group_slack;              /* > 0 (with exec_group_size 1): the execution group size is
+                                     chosen on the device per KV group and table row, the
+                                     largest whose work is within (1 + group_slack) of per-head
+                                     tables' (compact_rt_choose_exec_groups); 0: off */
 } compact_rt_plan_desc;
 
 typedef struct compact_rt_plan compact_rt_plan;
@@ -222,6 +238,7 @@ void compact_rt_plan_destroy(compact_rt_plan *plan);
  *              mean-pooled keys that later chunks read),
  *   score_select_union (the group tables; skipped when every prefix block
  *              would be kept anyway, see below),
+ *   choose_exec_groups (with group_slack > 0, after score_select_union),
  *   paged_attention -> out (and lse when not NULL),
  * all on `stream`, with no host synchronisation (capturable in a graph).
  *

@@ -5,6 +5,7 @@
 #include "Context.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 using namespace compact::rt;
@@ -71,6 +72,15 @@ extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
     return planError(COMPACT_RT_INVALID_ARGUMENT,
                      "compact_rt_plan_create: desc->selection needs alpha in (0, 1] and "
                      "non-negative sink and window");
+  if (!(std::isfinite(desc->group_slack) && desc->group_slack >= 0.0f))
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->group_slack must be finite and >= 0, got " +
+                         std::to_string(desc->group_slack));
+  if (desc->group_slack > 0.0f && desc->exec_group_size != 1)
+    return planError(COMPACT_RT_INVALID_ARGUMENT,
+                     "compact_rt_plan_create: desc->group_slack > 0 chooses the execution group "
+                     "size on the device from per-head tables: desc->exec_group_size must be 1, "
+                     "got " + std::to_string(desc->exec_group_size));
   if (!compact_rt_supports(ctx, &c, desc->exec_group_size))
     return planError(COMPACT_RT_UNSUPPORTED,
                      "compact_rt_plan_create: the kernel library has no kernels for "
@@ -161,6 +171,8 @@ extern "C" compact_rt_status compact_rt_prefill_chunk(
                      : compact_rt_score_select_union(ctx, c, shape, s, q, pooled, ctx_lens,
                                                      d.scale, &d.selection, table, counts,
                                                      stream);
+    if (status == COMPACT_RT_OK && !dense && d.group_slack > 0.0f)
+      status = compact_rt_choose_exec_groups(ctx, c, shape, d.group_slack, table, counts, stream);
     if (status == COMPACT_RT_OK)
       status = compact_rt_paged_attention(ctx, c, shape, s, q, k_cache, v_cache, page_table,
                                           ctx_lens, table, counts, d.scale, out, lse, stream);

@@ -852,6 +852,30 @@ extern "C" compact_rt_status compact_rt_score_select_union(
                     {call.Qb(), config->q_heads, call.B()});
 }
 
+extern "C" compact_rt_status compact_rt_choose_exec_groups(compact_rt_context *ctx,
+                                                           const compact_rt_config *config,
+                                                           const compact_rt_shape *shape,
+                                                           float slack, int32_t *table,
+                                                           int32_t *counts, void *stream) {
+  Call call(ctx, "compact_rt_choose_exec_groups", config, shape);
+  call.checkBasics();
+  call.pointer(table, "table", 4);
+  call.pointer(counts, "counts", 4);
+  if (!call.failed() && !(std::isfinite(slack) && slack >= 0.0f))
+    call.error(COMPACT_RT_INVALID_ARGUMENT,
+               "argument 'slack' must be finite and >= 0, got " + std::to_string(slack));
+  const KernelInfo *k = call.kernel("choose_exec_groups", "choose", 0);
+  if (call.failed())
+    return call.status;
+  Bindings b;
+  b.buffers["table"] = {table, call.table(1)};
+  b.buffers["counts"] = {counts, call.counts(1)};
+  b.floats["slack"] = slack;
+  call.launch(k, {call.tableRows(1) / (config->q_heads / config->kv_heads), call.B(), 1}, b,
+              stream);
+  return call.status;
+}
+
 extern "C" compact_rt_status compact_rt_dense_table(compact_rt_context *ctx,
                                                     const compact_rt_config *config,
                                                     const compact_rt_shape *shape,

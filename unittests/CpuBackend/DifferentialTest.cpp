@@ -58,6 +58,7 @@ TEST_P(CpuDifferential, MatchesReference) {
                                    ? float(int(rng() % 5) - 2)
                                    : 0.02f + float(rng() % 60) / 100.0f;
   config.selection.sink = int64_t(rng() % 3);
+  config.groupSlack = std::initializer_list<float>{0.0f, 0.25f, 1.0f, 3.0f}.begin()[rng() % 4];
   config.selection.window = int64_t(rng() % 3);
   config.rowTile = 1 + int64_t(rng() % 20);
   // One table per execution group, or one per group and query block.
@@ -174,6 +175,41 @@ TEST_P(CpuDifferential, MatchesReference) {
                     refTable.data(), refCounts.data(), rowsPerGroup);
     EXPECT_EQ(maskTable.data, refTable) << "mask density " << density;
     EXPECT_EQ(maskCounts.data, refCounts) << "mask density " << density;
+  }
+
+  // The execution-group cost model on per-head tables: random ascending
+  // rows, some shared by every head of a group, some with bad entries.
+  {
+    const int64_t rowsPerHead = rng() % 2 ? qbs : 1, rows = hq * rowsPerHead;
+    Tensor<int32_t> headTable({B, rows, cap}, -1), headCounts({B, rows}, 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t r = 0; r < rows; ++r) {
+        int32_t *row = headTable.data.data() + (b * rows + r) * cap;
+        const int64_t g = p.shape.groupSize(), head = r / rowsPerHead;
+        const bool sameAsFirst = head % g != 0 && rng() % 3 == 0;
+        if (sameAsFirst) {
+          const int64_t first = (head - head % g) * rowsPerHead + r % rowsPerHead;
+          std::copy_n(headTable.data.data() + (b * rows + first) * cap, cap, row);
+          headCounts.data[b * rows + r] = headCounts.data[b * rows + first];
+          continue;
+        }
+        int32_t n = 0;
+        const int keepOneIn = 1 + int(rng() % 6);
+        for (int64_t kb = 0; kb < cap; ++kb)
+          if (rng() % keepOneIn == 0)
+            row[n++] = int32_t(kb);
+        headCounts.data[b * rows + r] = n;
+        if (rng() % 8 == 0 && n > 0)
+          row[rng() % n] = rng() % 2 ? -5 : int32_t(cap + 3); // ignored, not a block
+        if (rng() % 16 == 0)
+          headCounts.data[b * rows + r] = rng() % 2 ? -1 : int32_t(cap + 9); // clamped
+      }
+    std::vector<int32_t> refHeadTable = headTable.data, refHeadCounts = headCounts.data;
+    ASSERT_FALSE(bool(program.chooseExecGroups(headTable, headCounts)));
+    ref::chooseExecGroups(p.shape, rowsPerHead, config.groupSlack, refHeadTable.data(),
+                          refHeadCounts.data());
+    EXPECT_EQ(headTable.data, refHeadTable) << "choose_exec_groups";
+    EXPECT_EQ(headCounts.data, refHeadCounts) << "choose_exec_groups";
   }
 
   // Attention over the selection's tables and over random tables (some

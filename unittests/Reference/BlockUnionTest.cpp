@@ -85,12 +85,17 @@ void checkTables(const RandomChunk &p, const std::vector<uint8_t> &mask,
       std::set<int64_t> selected = selectedBlocks(p, mask, b, e, s, qbBegin, qbEnd);
       for (int64_t kb : selected)
         ASSERT_TRUE(inTable.count(kb)) << "coverage: selected block " << kb;
-      // The chunk's own blocks that the row's queries see.
+      // The chunk blocks from the row's first query's block to the last one
+      // its queries see: the whole chunk with one row per group, the query
+      // block's diagonal with one row per query block.
+      const int64_t chunkBegin = g.firstOwnBlock(qbBegin);
       const int64_t chunkEnd = g.lastVisibleBlock(qbEnd - 1) + 1;
-      for (int64_t kb = g.firstChunkBlock(); kb < chunkEnd; ++kb)
-        ASSERT_TRUE(inTable.count(kb)) << "the chunk's own block " << kb;
+      if (rowsPerGroup == 1)
+        ASSERT_EQ(chunkBegin, g.firstChunkBlock());
+      for (int64_t kb = chunkBegin; kb < chunkEnd; ++kb)
+        ASSERT_TRUE(inTable.count(kb)) << "the row's chunk block " << kb;
       for (int64_t kb : inTable)
-        ASSERT_TRUE(selected.count(kb) || (kb >= g.firstChunkBlock() && kb < chunkEnd))
+        ASSERT_TRUE(selected.count(kb) || (kb >= chunkBegin && kb < chunkEnd))
             << "minimality: block " << kb << " was selected by nobody";
     }
   }
@@ -230,7 +235,8 @@ TEST(BlockUnion, QueryBlockRowsUnionToTheGroupRow) {
 
 TEST(BlockUnion, PerHeadQueryBlockRowIsTheMaskRow) {
   // s = 1, one table per query block: the row is the mask row itself (its
-  // causally valid part) plus the chunk blocks the query block sees.
+  // causally valid part) plus the query block's diagonal (the blocks holding
+  // its rows' positions).
   std::mt19937_64 rng(8);
   for (int iter = 0; iter < 100; ++iter) {
     RandomChunk p(rng);
@@ -244,7 +250,7 @@ TEST(BlockUnion, PerHeadQueryBlockRowIsTheMaskRow) {
           size_t r = (size_t(b) * hq + h) * qbs + qb;
           std::vector<int32_t> expect;
           for (int64_t kb = 0; kb <= g.lastVisibleBlock(qb); ++kb)
-            if (mask[r * cap + kb] || kb >= g.firstChunkBlock())
+            if (mask[r * cap + kb] || kb >= g.firstOwnBlock(qb))
               expect.push_back(int32_t(kb));
           std::vector<int32_t> got(t.table.begin() + r * cap,
                                    t.table.begin() + r * cap + t.counts[r]);

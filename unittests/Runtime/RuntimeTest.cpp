@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -318,6 +319,60 @@ TEST_F(DryRun, PlanWithPerQueryBlockTables) {
   // The plan's layout (16 heads x 4 query blocks), whatever the shape says.
   EXPECT_NE(log().find("s1__score_select_union_table grid=[64,8,1]"), std::string::npos)
       << log();
+  compact_rt_plan_destroy(plan);
+}
+
+TEST_F(DryRun, ChooseExecGroupsRunsOneBlockPerKVGroupAndRow) {
+  // Per-head tables of one row per query block: 16 heads x 8 rows, G = 4.
+  compact_rt_shape perBlock = shape;
+  perBlock.per_query_block = 1;
+  ASSERT_EQ(compact_rt_choose_exec_groups(ctx, &config, &perBlock, 0.5f, fake<int32_t>(1),
+                                          fake<int32_t>(2), nullptr),
+            COMPACT_RT_OK)
+      << error();
+  EXPECT_NE(log().find("__choose_exec_groups_choose grid=[32,8,1]"), std::string::npos) << log();
+  for (float bad : {-0.5f, std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN()}) {
+    EXPECT_EQ(compact_rt_choose_exec_groups(ctx, &config, &perBlock, bad, fake<int32_t>(1),
+                                            fake<int32_t>(2), nullptr),
+              COMPACT_RT_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("argument 'slack' must be finite and >= 0"), std::string::npos)
+        << error();
+  }
+  EXPECT_EQ(compact_rt_choose_exec_groups(ctx, &config, &perBlock, 0.5f, nullptr,
+                                          fake<int32_t>(2), nullptr),
+            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'table' must not be NULL"), std::string::npos) << error();
+}
+
+TEST_F(DryRun, PlanChoosesExecGroupsAfterSelection) {
+  compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024, 1, 1024, 0.5f};
+  compact_rt_plan *plan = nullptr;
+  EXPECT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("desc->exec_group_size must be 1, got 4"), std::string::npos)
+      << error();
+  desc.exec_group_size = 1;
+  desc.group_slack = -1.0f;
+  EXPECT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("desc->group_slack must be finite and >= 0"), std::string::npos)
+      << error();
+  desc.group_slack = 0.5f;
+  ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
+  auto chunk = [&](int32_t prefix) {
+    return compact_rt_prefill_chunk(plan, &shape, prefix, fake(1), fake(2), fake(3), fake(4),
+                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
+                                    nullptr, nullptr);
+  };
+  // The first chunk runs dense: nothing to choose.
+  ASSERT_EQ(chunk(0), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log().find("choose_exec_groups"), std::string::npos) << log();
+  ASSERT_EQ(chunk(4096), COMPACT_RT_OK) << error();
+  std::string l = log();
+  size_t select = l.find("s1__score_select_union_table"), choose = l.find("choose_exec_groups");
+  size_t attention = l.rfind("s1__paged_attention_attention");
+  ASSERT_NE(choose, std::string::npos) << l;
+  EXPECT_LT(select, choose);
+  EXPECT_LT(choose, attention);
   compact_rt_plan_destroy(plan);
 }
 

@@ -105,7 +105,7 @@ public:
   /// A view of the kernel's dynamic shared memory at `byteOffset`.
   Value sharedView(Value base, int64_t byteOffset, ArrayRef<int64_t> shape, Type elementType);
 
-  /// atomicOr on a global i32.
+  /// atomicOr on an i32 in global or shared memory.
   void atomicOr(Value value, Value memref, ValueRange indices);
 };
 

@@ -128,7 +128,9 @@ struct TableRowsIR {
   Value endQueryBlock(LoopBuilder &lb, Value row, Value queryBlocks) const;
   /// The row of group `e` that serves query block `qb`.
   Value rowOf(LoopBuilder &lb, Value e, Value qb) const;
-  /// One past the last chunk block that row `row`'s queries see.
+  /// The chunk blocks that row `row` always holds, [begin, end): from the
+  /// block of its first query row's position to its last visible block.
+  Value chunkBlocksBegin(LoopBuilder &lb, const SeqGeometryIR &g, Value row) const;
   Value chunkBlocksEnd(LoopBuilder &lb, const SeqGeometryIR &g, Value row,
                        Value queryBlocks) const;
 };

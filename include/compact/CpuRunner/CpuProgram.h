@@ -11,6 +11,7 @@
 //                     into score_select_union
 //   @select_external  select_blocks -> block_union from given scores (fused)
 //   @union_of_mask    block_union of a given mask
+//   @choose_exec_groups  the execution-group cost model on per-head tables
 //   @attention        paged_attention over given tables
 //
 //===----------------------------------------------------------------------===//
@@ -59,6 +60,8 @@ struct ProgramConfig {
   ref::KVLayout layout = ref::KVLayout::NHD;
   DataType dtype = DataType::F32;
   ref::SelectionParams selection{ref::ThresholdMode::RowMaxLog, 0.06f, 2, 4};
+  /// choose_exec_groups' slack.
+  float groupSlack = 0.5f;
   /// Query rows per attention tile in the loop lowering.
   int64_t rowTile = 16;
 
@@ -101,6 +104,8 @@ public:
   llvm::Error unionOfMask(const Tensor<int8_t> &mask, const Tensor<int32_t> &ctxLens,
                           int64_t chunkLen, Tensor<int32_t> &table,
                           Tensor<int32_t> &counts);
+  /// choose_exec_groups on per-head tables [B, Hq * T, Kb], in place.
+  llvm::Error chooseExecGroups(Tensor<int32_t> &table, Tensor<int32_t> &counts);
   /// paged_attention; lse is [B, Hq, C].
   llvm::Error attention(const Tensor<float> &q, const Tensor<float> &kCache,
                         const Tensor<float> &vCache, const Tensor<int32_t> &pageTable,

@@ -37,6 +37,10 @@ struct SeqGeometry {
   int64_t queryBlockEnd(int64_t qb) const {
     return std::min((qb + 1) * blockSize, chunkLen);
   }
+  /// The KV block holding the position of query block `qb`'s first row.
+  int64_t firstOwnBlock(int64_t qb) const {
+    return (prefixLen() + queryBlockBegin(qb)) / blockSize;
+  }
   /// The last KV block that some query of block `qb` sees.
   int64_t lastVisibleBlock(int64_t qb) const {
     return (prefixLen() + queryBlockEnd(qb) - 1) / blockSize;

@@ -101,7 +101,8 @@ void selectBlocks(const ChunkShape &shape, const int32_t *ctxLens,
 
 /// compact.block_union: per execution group (s heads), and per query block
 /// when `rowsPerGroup` is Qb, the ascending table of selected blocks plus the
-/// chunk's own blocks its queries see; -1 padding.
+/// chunk blocks from its first query's block to its last visible one (T = 1:
+/// all the chunk's blocks); -1 padding.
 void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
                 const uint8_t *mask, int64_t execGroupSize, int32_t *table,
                 int32_t *counts, int64_t rowsPerGroup = 1);
@@ -113,6 +114,14 @@ void pagedAttention(const ChunkShape &shape, const PagedCache &cache,
                     const int32_t *table, const int32_t *counts,
                     int64_t execGroupSize, float scale, float *out,
                     float *lse, int64_t rowsPerGroup = 1);
+
+/// compact.choose_exec_groups: per-head tables ([B, Hq * rowsPerHead, Kb],
+/// row h * rowsPerHead + t) rewritten, per (sequence, KV group, t), as the
+/// unions of the largest sub-group size s' dividing G whose cost
+/// sum_J s' |union J| is within (1 + slack) of the per-head cost. Returns
+/// nothing; the rows of groups that keep s' = 1 are untouched.
+void chooseExecGroups(const ChunkShape &shape, int64_t rowsPerHead, float slack,
+                      int32_t *table, int32_t *counts);
 
 /// A block table that holds every block of every sequence (dense attention),
 /// in each of its rows.

@@ -32,6 +32,10 @@ void compact_ref_select_blocks(const compact_ref_shape *s, const int32_t *ctx_le
 void compact_ref_block_union(const compact_ref_shape *s, const int32_t *ctx_lens,
                              const uint8_t *mask, int64_t exec_group_size,
                              int64_t rows_per_group, int32_t *table, int32_t *counts);
+/* Per-head tables (rows_per_head rows per query head) rewritten by the
+ * execution-group cost model (compact.choose_exec_groups). */
+void compact_ref_choose_exec_groups(const compact_ref_shape *s, int64_t rows_per_head,
+                                    float slack, int32_t *table, int32_t *counts);
 void compact_ref_dense_table(const compact_ref_shape *s, const int32_t *ctx_lens,
                              int64_t exec_group_size, int64_t rows_per_group, int32_t *table,
                              int32_t *counts);

@@ -41,6 +41,7 @@ FailureOr<Plans> planFor(Operation *op, LoopBuilder &host) {
       .Case([&](BlockScoresOp o) { return planBlockScores(o, host); })
       .Case([&](SelectBlocksOp o) { return planSelectBlocks(o, host); })
       .Case([&](BlockUnionOp o) { return planBlockUnion(o, host); })
+      .Case([&](ChooseExecGroupsOp o) { return planChooseExecGroups(o, host); })
       .Case([&](SelectUnionOp o) { return planSelectUnion(o, host); })
       .Case([&](ScoreSelectUnionOp o) { return planScoreSelectUnion(o, host); })
       .Case([&](PagedAttentionOp o) { return planPagedAttention(o, host); })

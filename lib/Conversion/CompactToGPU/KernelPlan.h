@@ -56,6 +56,7 @@ FailureOr<Plans> planDenseTable(DenseTableOp op, LoopBuilder &host);
 FailureOr<Plans> planBlockScores(BlockScoresOp op, LoopBuilder &host);
 FailureOr<Plans> planSelectBlocks(SelectBlocksOp op, LoopBuilder &host);
 FailureOr<Plans> planBlockUnion(BlockUnionOp op, LoopBuilder &host);
+FailureOr<Plans> planChooseExecGroups(ChooseExecGroupsOp op, LoopBuilder &host);
 FailureOr<Plans> planSelectUnion(SelectUnionOp op, LoopBuilder &host);
 FailureOr<Plans> planScoreSelectUnion(ScoreSelectUnionOp op, LoopBuilder &host);
 FailureOr<Plans> planPagedAttention(PagedAttentionOp op, LoopBuilder &host);
@@ -113,18 +114,18 @@ inline int64_t unionWords(int64_t kbCap) { return (kbCap + 31) / 32; }
 /// Kernel: zero the union words of every table row. Grid (E * T, B), 128
 /// threads.
 KernelPlan planClearUnionWords(LoopBuilder &host, Value table);
-/// Kernel: the chunk's own blocks plus the union words -> ascending table,
+/// Kernel: the row's chunk blocks plus the union words -> ascending table,
 /// count and -1 padding, for the `groups` (E) execution groups. Grid
 /// (E * T, B), 256 threads, ceil(Kb/32) * 4 bytes of shared memory.
 KernelPlan planTableFromWords(LoopBuilder &host, Value ctxLens, Value chunkLen,
                               int64_t blockSize, int64_t groups, Value table, Value counts);
 /// Writes the ascending table of row (b, row) from union words already in
-/// shared memory (`words`, ceil(Kb/32) x i32), adding the chunk's blocks
-/// [P / bs, chunkEnd). All 256 threads of the block take part; `scanScratch`
-/// is 8 x i32 of shared memory.
-void emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR &g, Value words,
-                              Value scanScratch, Value table, Value counts, Value b, Value row,
-                              Value kbCap, Value chunkEnd);
+/// shared memory (`words`, ceil(Kb/32) x i32), adding the chunk blocks
+/// [chunkBegin, chunkEnd) (TableRowsIR::chunkBlocksBegin / End). All 256
+/// threads of the block take part; `scanScratch` is 8 x i32 of shared memory.
+void emitTableFromSharedWords(GpuBuilder &gb, Value words, Value scanScratch, Value table,
+                              Value counts, Value b, Value row, Value kbCap, Value chunkBegin,
+                              Value chunkEnd);
 
 /// Thresholds one (sequence, head, query block) row read through `score`
 /// (see compact.select_blocks) with every thread of the block; hands each

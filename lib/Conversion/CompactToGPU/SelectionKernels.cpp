@@ -8,6 +8,9 @@
 // block_union        one block per (table row, sequence): OR of the group's
 //                    mask rows (of the row's query blocks) into union words,
 //                    then the table.
+// choose_exec_groups one block per (KV group, table row index, sequence): the
+//                    group's per-head rows as bits, the cost of every
+//                    sub-group size, the chosen sub-group unions' tables.
 // select_union       clear words | threshold rows, atomicOr into the words |
 // score_select_union table from the words. The union words live in the head
 //                    of each table row until the table is written over them,
@@ -164,12 +167,12 @@ void gpu_lowering::emitSelectRow(
   });
 }
 
-void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR &g, Value words,
-                                            Value scanScratch, Value table, Value counts,
-                                            Value b, Value e, Value kbCap, Value chunkEnd) {
+void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, Value words, Value scanScratch,
+                                            Value table, Value counts, Value b, Value e,
+                                            Value kbCap, Value chunkBegin, Value chunkEnd) {
   const int64_t threads = kTableThreads;
   Value nWords = gb.ceilDiv(kbCap, gb.index(32));
-  // The chunk's own blocks [P / bs, chunkEnd) are always in.
+  // The row's chunk blocks [chunkBegin, chunkEnd) are always in.
   gb.loop(gb.threadId(), nWords, gb.index(threads), [&](GpuBuilder &l, Value w) {
     Value lo = l.mul(w, l.index(32));
     auto clampToWord = [&](Value kb) {
@@ -178,7 +181,7 @@ void gpu_lowering::emitTableFromSharedWords(GpuBuilder &gb, const SeqGeometryIR 
     };
     // Blocks past the table's capacity (a context longer than the table:
     // bad input) are never added, so no write lands outside the row.
-    Value bits = bitRange(l, clampToWord(g.firstChunkBlock),
+    Value bits = bitRange(l, clampToWord(chunkBegin),
                           clampToWord(l.min(chunkEnd, kbCap)));
     l.store(l.orI(l.load(words, {w}), bits), words, {w});
   });
@@ -273,10 +276,114 @@ KernelPlan gpu_lowering::planTableFromWords(LoopBuilder &host, Value ctxLens, Va
       l.store(l.load(table, {b, row, w}), words, {w});
     });
     gb.barrier();
-    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, row, kbCap,
+    emitTableFromSharedWords(gb, words, scan, table, counts, b, row, kbCap,
+                             rows.chunkBlocksBegin(gb, g, row),
                              rows.chunkBlocksEnd(gb, g, row, queryBlocks));
   };
   return plan;
+}
+
+FailureOr<Plans> gpu_lowering::planChooseExecGroups(ChooseExecGroupsOp op, LoopBuilder &host) {
+  const int64_t qHeads = op.getQHeads(), groupSize = qHeads / op.getKvHeads();
+  KernelPlan plan;
+  plan.role = "choose";
+  plan.args = {{"table", op.getTable()},
+               {"counts", op.getCounts()},
+               {"slack", host.f32(op.getSlack().convertToFloat())}};
+  plan.grid = {host.div(host.dim(op.getTable(), 1), host.index(groupSize)),
+               host.dim(op.getTable(), 0), host.index(1)};
+  plan.block = {kTableThreads, 1, 1};
+  // The sub-group union's words, then each head's.
+  plan.shared = {kWordsOffset, 0, 4 * (groupSize + 1)};
+  plan.blockCapacity = host.dim(op.getTable(), 2);
+  plan.gridRule = "[Hkv * T, B, 1]";
+  plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
+    Value table = args[0], counts = args[1], slack = args[2];
+    Value x = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
+    Value kbCap = gb.dim(table, 2), nWords = gb.ceilDiv(kbCap, gb.index(32));
+    Value rowsPerHead = gb.div(gb.dim(table, 1), gb.index(qHeads));
+    Value firstHead = gb.mul(gb.div(x, rowsPerHead), gb.index(groupSize));
+    Value t = gb.rem(x, rowsPerHead);
+    auto rowOf = [&](GpuBuilder &l, Value i) {
+      return l.add(l.mul(l.add(firstHead, i), rowsPerHead), t);
+    };
+    Value scan = sharedI32(gb, shared, 0, gb.index(8));
+    Value unionWords = sharedI32(gb, shared, kWordsOffset, nWords);
+    Value words = sharedI32(gb, shared, kWordsOffset, gb.mul(nWords, gb.index(groupSize + 1)));
+    // Word w of head i (0 <= i < G) of the group.
+    auto headWord = [&](GpuBuilder &l, Value i, Value w) {
+      return l.add(l.mul(l.add(i, l.index(1)), nWords), w);
+    };
+    gb.loop(gb.threadId(), gb.mul(nWords, gb.index(groupSize + 1)), gb.index(kTableThreads),
+            [&](GpuBuilder &l, Value w) { l.store(l.i32(0), words, {w}); });
+    gb.barrier();
+    // Each head's row as bits; entries outside [0, Kb) and past the count
+    // are not read as blocks.
+    gb.loop(gb.index(0), gb.index(groupSize), gb.index(1), [&](GpuBuilder &lh, Value i) {
+      Value row = rowOf(lh, i);
+      Value count = lh.load(counts, {b, row});
+      count = lh.select(lh.cmp(CmpIPredicate::slt, count, lh.i32(0)), lh.i32(0), count);
+      lh.loop(lh.threadId(), lh.min(lh.toIndex(count), kbCap), lh.index(kTableThreads),
+              [&](GpuBuilder &l, Value entry) {
+                Value kb = l.toIndex(l.load(table, {b, row, entry}));
+                l.when(l.cmp(CmpIPredicate::ult, kb, kbCap), [&](GpuBuilder &la) {
+                  Value bit = arith::ShLIOp::create(la.builder(), la.location(), la.i32(1),
+                                                    la.toI32(la.rem(kb, la.index(32))));
+                  la.atomicOr(bit, words, {headWord(la, i, la.div(kb, la.index(32)))});
+                });
+              });
+    });
+    gb.barrier();
+    // cost(s) = sum over sub-groups of s * |union|, summed over the block.
+    auto cost = [&](int64_t s) {
+      Value local = gb.loop(
+          gb.threadId(), nWords, gb.index(kTableThreads), {gb.index(0)},
+          [&](GpuBuilder &l, Value w, ValueRange sum) {
+            Value total = sum[0];
+            for (int64_t first = 0; first < groupSize; first += s) {
+              Value word = l.load(words, {headWord(l, l.index(first), w)});
+              for (int64_t i = first + 1; i < first + s; ++i)
+                word = l.orI(word, l.load(words, {headWord(l, l.index(i), w)}));
+              Value bits = l.toIndex(math::CtPopOp::create(l.builder(), l.location(), word));
+              total = l.add(total, l.mul(bits, l.index(s)));
+            }
+            return SmallVector<Value>{total};
+          })[0];
+      Value blockTotal = blockExclusiveScan(gb, local, scan, kTableThreads).second;
+      return arith::UIToFPOp::create(gb.builder(), gb.location(), gb.builder().getF32Type(),
+                                     gb.toI32(blockTotal))
+          .getResult();
+    };
+    // The largest s within (1 + slack) of the per-head cost (the same fp32
+    // arithmetic as the reference); every thread holds the same totals.
+    Value limit = gb.mulF(gb.addF(gb.f32(1.0f), slack), cost(1));
+    Value chosen = gb.index(1);
+    for (int64_t s = 2; s <= groupSize; ++s)
+      if (groupSize % s == 0)
+        chosen = gb.select(gb.cmpF(CmpFPredicate::OLE, cost(s), limit), gb.index(s), chosen);
+    gb.when(gb.cmp(CmpIPredicate::ugt, chosen, gb.index(1)), [&](GpuBuilder &lw) {
+      lw.loop(lw.index(0), lw.index(groupSize), chosen, [&](GpuBuilder &lj, Value first) {
+        Value last = lj.add(first, chosen);
+        lj.loop(lj.threadId(), nWords, lj.index(kTableThreads), [&](GpuBuilder &l, Value w) {
+          Value word = l.loop(first, last, l.index(1), {l.i32(0)},
+                              [&](GpuBuilder &li, Value i, ValueRange acc) {
+                                return SmallVector<Value>{
+                                    li.orI(acc[0], li.load(words, {headWord(li, i, w)}))};
+                              })[0];
+          l.store(word, unionWords, {w});
+        });
+        lj.barrier();
+        lj.loop(first, last, lj.index(1), [&](GpuBuilder &lh, Value i) {
+          Value none = lh.index(0);
+          emitTableFromSharedWords(lh, unionWords, scan, table, counts, b, rowOf(lh, i), kbCap,
+                                   none, none);
+        });
+        // The next sub-group's union goes where this one was read.
+        lj.barrier();
+      });
+    });
+  };
+  return Plans{std::move(plan)};
 }
 
 FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host) {
@@ -336,7 +443,8 @@ FailureOr<Plans> gpu_lowering::planBlockUnion(BlockUnionOp op, LoopBuilder &host
              [&](GpuBuilder &lw) { lw.store(word, words, {w}); });
     });
     gb.barrier();
-    emitTableFromSharedWords(gb, g, words, scan, table, counts, b, row, kbCap,
+    emitTableFromSharedWords(gb, words, scan, table, counts, b, row, kbCap,
+                             rows.chunkBlocksBegin(gb, g, row),
                              rows.chunkBlocksEnd(gb, g, row, queryBlocks));
   };
   return Plans{std::move(plan)};

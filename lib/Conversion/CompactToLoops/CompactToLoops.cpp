@@ -159,11 +159,11 @@ void emitSetFlag(LoopBuilder &lb, Value flags, Value kb, Value bit) {
   lb.store(lb.orI(old, bit8), flags, {kb});
 }
 
-/// The chunk's own blocks [P / bs, chunkEnd), then the ascending table with
-/// -1 padding and the count (see compact.block_union).
-void emitTableFromFlags(LoopBuilder &lb, const SeqGeometryIR &g, Value flags, Value table,
-                        Value counts, Value b, Value e, Value kbCap, Value chunkEnd) {
-  lb.forLoop(g.firstChunkBlock, chunkEnd,
+/// The row's chunk blocks [chunkBegin, chunkEnd), then the ascending table
+/// with -1 padding and the count (see compact.block_union).
+void emitTableFromFlags(LoopBuilder &lb, Value flags, Value table, Value counts, Value b,
+                        Value e, Value kbCap, Value chunkBegin, Value chunkEnd) {
+  lb.forLoop(chunkBegin, chunkEnd,
              [&](LoopBuilder &l, Value kb) { l.store(l.i8(1), flags, {kb}); });
   Value count =
       lb.forLoop(lb.index(0), kbCap, {lb.index(0)}, [&](LoopBuilder &l, Value kb, ValueRange n) {
@@ -337,7 +337,8 @@ void emitUnion(LoopBuilder &lb, Value ctxLens, Value chunkLen, int64_t blockSize
                                                                             Value h) {
         fillHead(lh, g, b, h, flags, kbCap, qbBegin, qbEnd);
       });
-      emitTableFromFlags(le, g, flags, table, counts, b, row, kbCap,
+      emitTableFromFlags(le, flags, table, counts, b, row, kbCap,
+                         rows.chunkBlocksBegin(le, g, row),
                          rows.chunkBlocksEnd(le, g, row, queryBlocks));
     });
   });
@@ -442,6 +443,88 @@ struct LowerDenseTable : OpRewritePattern<DenseTableOp> {
         le.forLoop(le.index(0), kbCap, [&](LoopBuilder &lk, Value kb) {
           Value in = lk.cmp(CmpIPredicate::ult, kb, numBlocks);
           lk.store(lk.select(in, lk.toI32(kb), lk.i32(-1)), table, {b, e, kb});
+        });
+      });
+    });
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// For each (sequence, KV group, table row index): the union sizes of every
+/// sub-group size dividing G, the choice by cost, then the chosen sub-group
+/// unions written over the heads' rows (see compact.choose_exec_groups).
+struct LowerChooseExecGroups : OpRewritePattern<ChooseExecGroupsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ChooseExecGroupsOp op, PatternRewriter &rewriter) const override {
+    LoopBuilder(rewriter, op.getLoc()).allocaScope([&](LoopBuilder &lb) {
+      Value table = op.getTable(), counts = op.getCounts();
+      const int64_t qHeads = op.getQHeads(), kvHeads = op.getKvHeads();
+      const int64_t groupSize = qHeads / kvHeads;
+      Value kbCap = lb.dim(table, 2);
+      Value rowsPerHead = lb.div(lb.dim(table, 1), lb.index(qHeads));
+      Value flags = lb.scratch({ShapedType::kDynamic}, rewriter.getI8Type(), kbCap);
+      Value budget = lb.f32(1.0f + op.getSlack().convertToFloat());
+      auto toF32 = [](LoopBuilder &l, Value index) -> Value {
+        return arith::UIToFPOp::create(l.builder(), l.location(), l.builder().getF32Type(),
+                                       l.toI32(index));
+      };
+      lb.forLoop(lb.index(0), lb.dim(table, 0), [&](LoopBuilder &l, Value b) {
+        l.forLoop(l.index(0), l.index(kvHeads), [&](LoopBuilder &lg, Value kv) {
+          lg.forLoop(lg.index(0), rowsPerHead, [&](LoopBuilder &lt, Value t) {
+            Value firstHead = lt.mul(kv, lt.index(groupSize));
+            auto rowOf = [&](LoopBuilder &x, Value head) {
+              return x.add(x.mul(head, rowsPerHead), t);
+            };
+            // Flags of the union of heads [first, first + n); its size.
+            auto unionOf = [&](LoopBuilder &x, Value first, Value n) {
+              emitClearFlags(x, flags, kbCap);
+              x.forLoop(first, x.add(first, n), [&](LoopBuilder &xh, Value h) {
+                Value row = rowOf(xh, h);
+                Value count = xh.load(counts, {b, row});
+                count = xh.select(xh.cmp(CmpIPredicate::slt, count, xh.i32(0)), xh.i32(0), count);
+                xh.forLoop(xh.index(0), xh.min(xh.toIndex(count), kbCap),
+                           [&](LoopBuilder &xi, Value i) {
+                             Value kb = xi.toIndex(xi.load(table, {b, row, i}));
+                             xi.ifThen(xi.cmp(CmpIPredicate::ult, kb, kbCap),
+                                       [&](LoopBuilder &xk) { xk.store(xk.i8(1), flags, {kb}); });
+                           });
+              });
+              return x.forLoop(x.index(0), kbCap, {x.index(0)},
+                               [&](LoopBuilder &xk, Value kb, ValueRange n) {
+                                 Value in = xk.cmp(CmpIPredicate::ne, xk.load(flags, {kb}),
+                                                   xk.i8(0));
+                                 return SmallVector<Value>{
+                                     xk.add(n[0], xk.select(in, xk.index(1), xk.index(0)))};
+                               })[0];
+            };
+            auto cost = [&](LoopBuilder &x, int64_t s) {
+              return x.forLoop(x.index(0), x.index(groupSize / s), {x.index(0)},
+                               [&](LoopBuilder &xj, Value j, ValueRange sum) {
+                                 Value first = xj.add(firstHead, xj.mul(j, xj.index(s)));
+                                 Value size = unionOf(xj, first, xj.index(s));
+                                 return SmallVector<Value>{
+                                     xj.add(sum[0], xj.mul(size, xj.index(s)))};
+                               })[0];
+            };
+            Value limit = lt.mulF(budget, toF32(lt, cost(lt, 1)));
+            Value chosen = lt.index(1);
+            for (int64_t s = 2; s <= groupSize; ++s)
+              if (groupSize % s == 0)
+                chosen = lt.select(lt.cmpF(CmpFPredicate::OLE, toF32(lt, cost(lt, s)), limit),
+                                   lt.index(s), chosen);
+            lt.ifThen(lt.cmp(CmpIPredicate::ugt, chosen, lt.index(1)), [&](LoopBuilder &lw) {
+              lw.forLoop(firstHead, lw.add(firstHead, lw.index(groupSize)), chosen,
+                         [&](LoopBuilder &lj, Value first) {
+                           unionOf(lj, first, chosen);
+                           lj.forLoop(first, lj.add(first, chosen), [&](LoopBuilder &lh, Value h) {
+                             Value none = lh.index(0);
+                             emitTableFromFlags(lh, flags, table, counts, b, rowOf(lh, h), kbCap,
+                                                none, none);
+                           });
+                         });
+            });
+          });
         });
       });
     });
@@ -610,7 +693,8 @@ struct ConvertCompactToLoopsPass
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
     patterns.add<LowerAppendKV, LowerPoolKeys, LowerBlockScores, LowerSelectBlocks, LowerBlockUnion,
-                 LowerSelectUnion, LowerScoreSelectUnion, LowerDenseTable>(ctx);
+                 LowerSelectUnion, LowerScoreSelectUnion, LowerChooseExecGroups,
+                 LowerDenseTable>(ctx);
     patterns.add<LowerPagedAttention>(ctx, rowTile);
     ConversionTarget target(*ctx);
     target.addIllegalDialect<CompactDialect>();

@@ -238,6 +238,10 @@ Value TableRowsIR::endQueryBlock(LoopBuilder &lb, Value row, Value queryBlocks) 
 Value TableRowsIR::rowOf(LoopBuilder &lb, Value e, Value qb) const {
   return lb.add(lb.mul(e, perGroup), lb.select(perQueryBlock, qb, lb.index(0)));
 }
+Value TableRowsIR::chunkBlocksBegin(LoopBuilder &lb, const SeqGeometryIR &g, Value row) const {
+  Value firstRowPos = lb.add(g.prefixLen, g.queryBlockBegin(lb, firstQueryBlock(lb, row)));
+  return lb.div(firstRowPos, lb.index(g.blockSize));
+}
 Value TableRowsIR::chunkBlocksEnd(LoopBuilder &lb, const SeqGeometryIR &g, Value row,
                                   Value queryBlocks) const {
   Value lastQb = lb.sub(endQueryBlock(lb, row, queryBlocks), lb.index(1));

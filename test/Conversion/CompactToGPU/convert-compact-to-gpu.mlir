@@ -247,3 +247,31 @@ func.func @append_kv(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x128xbf16>,
         into memref<?x64x4x128xbf16>, memref<?x64x4x128xbf16>
   return
 }
+
+// -----
+
+// The execution-group cost model: one block of 256 threads per (KV group,
+// row index) and sequence; the heads' rows become bits in shared memory
+// (shared atomics), popcounts of the sub-group unions give the costs (block
+// sums), and the chosen unions are written as ascending tables. The slack is
+// a kernel argument.
+// CHECK-LABEL: func.func @choose_exec_groups
+//       CHECK:   gpu.launch_func  @compact_kernels::@choose_exec_groups_choose blocks in (%{{.+}}, %{{.+}}, %c1) threads in (%c256, %c1, %c1)  dynamic_shared_memory_size
+// CHECK-LABEL: gpu.func @choose_exec_groups_choose
+//  CHECK-SAME:   compact.arg_names = ["table", "counts", "slack"]
+//  CHECK-SAME:   compact.grid = "[Hkv * T, B, 1]"
+//  CHECK-SAME:   compact.shared_memory = array<i64: 64, 0, 20>
+//       CHECK:   memref.atomic_rmw ori {{.+}} : (i32, memref<?xi32, #gpu.address_space<workgroup>>) -> i32
+//       CHECK:   gpu.barrier
+//       CHECK:   math.ctpop
+//       CHECK:   arith.uitofp
+//       CHECK:   arith.addf %arg2, %{{.+}} : f32
+//       CHECK:   arith.cmpf ole
+//       CHECK:   scf.if
+//       CHECK:     memref.store {{.*}}, %arg0
+//       CHECK:     memref.store {{.*}}, %arg1
+func.func @choose_exec_groups(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4, slack = 0.5 : f32}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}

@@ -111,7 +111,6 @@ func.func @paged_attention_hnd(%q: memref<?x?x8x64xf16>, %kc: memref<?x2x32x64xf
 //       CHECK:     %[[LEN:[a-z0-9_-]+]] = arith.index_cast
 //       CHECK:     %[[PREFIX:[a-z0-9_-]+]] = arith.subi %[[LEN]], %[[C]]
 //       CHECK:     %[[NUM_BLOCKS:[a-z0-9_-]+]] = arith.ceildivui %[[LEN]], %c128
-//       CHECK:     %[[FIRST:[a-z0-9_-]+]] = arith.divui %[[PREFIX]], %c128
 //       CHECK:     scf.for %[[E:[a-z0-9_-]+]] = %c0 to %c4
 // Clear the group's flags.
 //       CHECK:       scf.for %[[K0:[a-z0-9_-]+]] = %c0 to %[[KB_CAP]]
@@ -126,9 +125,11 @@ func.func @paged_attention_hnd(%q: memref<?x?x8x64xf16>, %kc: memref<?x2x32x64xf
 //       CHECK:             memref.load %[[MASK]][%[[B]], %[[H]], %[[QB]], %[[KB]]]
 //       CHECK:             arith.ori
 //       CHECK:             memref.store %{{.+}}, %[[FLAGS]][%[[KB]]]
-// The chunk's own blocks that the row's queries see are always in: up to
-// last(Qb - 1), i.e. every block of the context here (one table per group).
+// The chunk's blocks that the row's queries see are always in: from P / bs
+// (one table per group: its first query is the chunk's first) up to
+// last(Qb - 1), i.e. every block of the context here.
 //       CHECK:       %[[CHUNK_END:[a-z0-9_-]+]] = arith.minui %{{.+}}, %[[NUM_BLOCKS]]
+//       CHECK:       %[[FIRST:[a-z0-9_-]+]] = arith.divui %[[PREFIX]], %c128
 //       CHECK:       scf.for %[[KB2:[a-z0-9_-]+]] = %[[FIRST]] to %[[CHUNK_END]]
 //       CHECK:         memref.store %c1_i8, %[[FLAGS]][%[[KB2]]]
 // Ascending table and count, then -1 padding.
@@ -306,5 +307,49 @@ func.func @append_kv(%k: memref<?x?x4x128xbf16>, %v: memref<?x?x4x128xbf16>,
 func.func @dense_table(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
   compact.dense_table %lens into %table, %counts {block_size = 128}
       : memref<?xi32> into memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}
+
+// -----
+
+// The execution-group cost model: per (sequence, KV group, row index t) the
+// union size of each head (s = 1) and of each sub-group (s = 2 = G), the
+// largest s within (1 + slack) of the per-head cost, then the chosen
+// sub-groups' unions written over the heads' rows.
+// CHECK-LABEL: func @choose_exec_groups
+//  CHECK-SAME:   (%[[TABLE:[a-z0-9]+]]: memref<?x?x?xi32>, %[[COUNTS:[a-z0-9]+]]: memref<?x?xi32>)
+//   CHECK-DAG:   %[[BUDGET:[a-z0-9_-]+]] = arith.constant 1.500000e+00 : f32
+//   CHECK-DAG:   %[[KB_CAP:[a-z0-9_-]+]] = memref.dim %[[TABLE]], %c2
+//   CHECK-DAG:   %[[ROWS:[a-z0-9_-]+]] = memref.dim %[[TABLE]], %c1
+//       CHECK:   %[[T:[a-z0-9_-]+]] = arith.divui %[[ROWS]], %c8
+//       CHECK:   %[[FLAGS:[a-z0-9_-]+]] = memref.alloca(%[[KB_CAP]]) : memref<?xi8>
+//       CHECK:   scf.for %[[B:[a-z0-9_-]+]] =
+//       CHECK:     scf.for %[[KV:[a-z0-9_-]+]] = %c0 to %c4
+//       CHECK:       scf.for %[[ROW_T:[a-z0-9_-]+]] = %c0 to %[[T]]
+//       CHECK:         %[[FIRST:[a-z0-9_-]+]] = arith.muli %[[KV]], %c2
+// cost(1): each head's row alone; negative counts read nothing, entries
+// outside [0, Kb) are skipped.
+//       CHECK:         %[[COST1:[a-z0-9_-]+]] = scf.for {{.+}} = %c0 to %c2 {{.+}} -> (index)
+//       CHECK:           arith.cmpi slt, %{{.+}}, %c0_i32 : i32
+//       CHECK:           arith.cmpi ult, %{{.+}}, %[[KB_CAP]] : index
+//       CHECK:         %[[COST1_F:[a-z0-9_-]+]] = arith.uitofp %{{.+}} : i32 to f32
+//       CHECK:         %[[LIMIT:[a-z0-9_-]+]] = arith.mulf %[[COST1_F]], %[[BUDGET]] : f32
+// cost(2): the pair's union, twice.
+//       CHECK:         %[[UNION:[a-z0-9_-]+]] = scf.for {{.+}} iter_args
+//       CHECK:         %[[COST2:[a-z0-9_-]+]] = arith.muli %[[UNION]], %c2
+//       CHECK:         %[[COST2_F:[a-z0-9_-]+]] = arith.uitofp %{{.+}} : i32 to f32
+//       CHECK:         %[[FITS:[a-z0-9_-]+]] = arith.cmpf ole, %[[COST2_F]], %[[LIMIT]] : f32
+//       CHECK:         %[[S:[a-z0-9_-]+]] = arith.select %[[FITS]], %c2, %c1 : index
+//       CHECK:         %[[WIDER:[a-z0-9_-]+]] = arith.cmpi ugt, %[[S]], %c1 : index
+//       CHECK:         scf.if %[[WIDER]] {
+//       CHECK:           scf.for %[[SUB:[a-z0-9_-]+]] = %[[FIRST]] to %{{.+}} step %[[S]] {
+//       CHECK:             memref.store %c1_i8, %[[FLAGS]]
+//       CHECK:             scf.for %[[H:[a-z0-9_-]+]] = %[[SUB]] to
+//       CHECK:               memref.store %{{.+}}, %[[TABLE]][%[[B]], %{{.+}}, %{{.+}}] : memref<?x?x?xi32>
+//       CHECK:               memref.store %{{.+}}, %[[COUNTS]][%[[B]], %{{.+}}] : memref<?x?xi32>
+//       CHECK:               memref.store %c-1_i32, %[[TABLE]]
+func.func @choose_exec_groups(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  compact.choose_exec_groups %table, %counts {q_heads = 8, kv_heads = 4, slack = 0.5 : f32}
+      : memref<?x?x?xi32>, memref<?x?xi32>
   return
 }

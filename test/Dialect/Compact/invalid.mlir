@@ -591,3 +591,57 @@ func.func @dense_table_groups(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %
       : memref<?xi32> into memref<?x4x?xi32>, memref<?x8xi32>
   return
 }
+
+// -----
+
+func.func @choose_exec_groups_heads(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  // expected-error @below {{attribute 'kv_heads' (3) must divide attribute 'q_heads' (16)}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 3}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}
+
+// -----
+
+func.func @choose_exec_groups_negative_slack(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  // expected-error @below {{attribute 'slack' must be finite and >= 0, got -5.000000e-01}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4, slack = -0.5 : f32}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}
+
+// -----
+
+func.func @choose_exec_groups_nan_slack(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  // expected-error @below {{attribute 'slack' must be finite and >= 0, got nan}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4, slack = 0x7FC00000 : f32}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}
+
+// -----
+
+func.func @choose_exec_groups_rows(%table: memref<?x4x?xi32>, %counts: memref<?x4xi32>) {
+  // expected-error @below {{operand 'table' dim 1 (table rows, 4) must be a multiple of attribute 'q_heads' (16): per-head tables, T rows per head}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4}
+      : memref<?x4x?xi32>, memref<?x4xi32>
+  return
+}
+
+// -----
+
+func.func @choose_exec_groups_counts(%table: memref<?x16x?xi32>, %counts: memref<?x32xi32>) {
+  // expected-error @below {{operand 'counts' dim 1 (table rows) must be 16 to match 'table' dim 1, got 32}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4}
+      : memref<?x16x?xi32>, memref<?x32xi32>
+  return
+}
+
+// -----
+
+func.func @choose_exec_groups_batch(%table: memref<2x16x?xi32>, %counts: memref<3x16xi32>) {
+  // expected-error @below {{operand 'counts' dim 0 (batch) must be 2 to match 'table' dim 0, got 3}}
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4}
+      : memref<2x16x?xi32>, memref<3x16xi32>
+  return
+}

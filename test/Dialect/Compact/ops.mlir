@@ -118,6 +118,27 @@ func.func @score_select_union(%q: memref<?x?x32x128xf16>, %pooled: memref<?x8x?x
 
 // -----
 
+// CHECK-LABEL: func @choose_exec_groups
+func.func @choose_exec_groups(%table: memref<?x?x?xi32>, %counts: memref<?x?xi32>) {
+  // CHECK: compact.choose_exec_groups %{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} {kv_heads = 4 : i64, q_heads = 16 : i64, slack = 5.000000e-01 : f32} : memref<?x?x?xi32>, memref<?x?xi32>
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4, slack = 0.5 : f32}
+      : memref<?x?x?xi32>, memref<?x?xi32>
+  return
+}
+
+// -----
+
+// The slack defaults to 0 (time-optimal per-head tables).
+// CHECK-LABEL: func @choose_exec_groups_default_slack
+func.func @choose_exec_groups_default_slack(%table: memref<?x128x?xi32>, %counts: memref<?x128xi32>) {
+  // CHECK: compact.choose_exec_groups %{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} {kv_heads = 4 : i64, q_heads = 16 : i64} : memref<?x128x?xi32>, memref<?x128xi32>
+  compact.choose_exec_groups %table, %counts {q_heads = 16, kv_heads = 4}
+      : memref<?x128x?xi32>, memref<?x128xi32>
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @dense_table
 func.func @dense_table(%lens: memref<?xi32>, %table: memref<?x16x?xi32>, %counts: memref<?x16xi32>) {
   // CHECK: compact.dense_table %{{[a-z0-9_]+}} into %{{[a-z0-9_]+}}, %{{[a-z0-9_]+}} {block_size = 128 : i64}

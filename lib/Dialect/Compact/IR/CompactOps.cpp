@@ -418,6 +418,29 @@ LogicalResult ScoreSelectUnionOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ChooseExecGroupsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ChooseExecGroupsOp::verify() {
+  ShapeChecker check(*this);
+  NamedMemRef table("table", getTable()), counts("counts", getCounts());
+  const int64_t hq = getQHeads(), hkv = getKvHeads();
+  if (hq % hkv != 0)
+    return emitOpError() << "attribute 'kv_heads' (" << hkv
+                         << ") must divide attribute 'q_heads' (" << hq << ")";
+  const float slack = getSlack().convertToFloat();
+  if (!std::isfinite(slack) || slack < 0.0f)
+    return emitOpError() << "attribute 'slack' must be finite and >= 0, got " << slack;
+  if (failed(check.sameDim(table, 1, counts, 1, "table rows")))
+    return failure();
+  if (table.isStatic(1) && table.dim(1) % hq != 0)
+    return emitOpError() << "operand 'table' dim 1 (table rows, " << table.dim(1)
+                         << ") must be a multiple of attribute 'q_heads' (" << hq
+                         << "): per-head tables, T rows per head";
+  return check.sameBatch({table, counts});
+}
+
+//===----------------------------------------------------------------------===//
 // DenseTableOp
 //===----------------------------------------------------------------------===//
 

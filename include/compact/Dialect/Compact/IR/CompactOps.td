@@ -230,17 +230,22 @@ def Compact_BlockUnionOp : Compact_Op<"block_union"> {
     * `T = 1`: row `e` serves every query block of the chunk (the union over
       query blocks, the paper's table);
     * `T = Qb`: row `e * Qb + qb` serves query block `qb` alone (the union
-      over the group's heads only; with `s = 1` it is the mask row itself).
+      over the group's heads only; with `s = 1` it is the mask row itself
+      plus the query block's diagonal).
 
-    A row serving the query blocks `Q` holds the ascending list of the KV
-    blocks `kb < ceil(L_b / bs)` with
+    A row serving the query blocks `Q` (first `q0`) holds the ascending list
+    of the KV blocks `kb < ceil(L_b / bs)` with
 
     ```
     (OR_{h in e, qb in Q, kb <= last(qb)} mask[b, h, qb, kb] != 0)
-        OR  P_b / bs <= kb <= max_{qb in Q} last(qb)
+        OR  (P_b + q0 * bs) / bs <= kb <= max_{qb in Q} last(qb)
     ```
 
-    (the chunk's own blocks that its queries see are always in), written to
+    (the chunk blocks from the one holding the row's first query to the last
+    one its queries see are always in: with `T = 1` every block of the chunk,
+    the method's rule; with `T = Qb` the query block's diagonal, so that every
+    query sees its own position and the table adds nothing to a mask that
+    holds the diagonal, as a `window >= 2` selection does), written to
     `table[b, row, 0 .. count)`, the count to `counts[b, row]`, and `-1` to
     the rest of the row. Pairs that are not causally valid do not count,
     whatever the mask holds. This is the smallest table that keeps every
@@ -348,6 +353,59 @@ def Compact_ScoreSelectUnionOp : Compact_Op<"score_select_union"> {
   let extraClassDeclaration = [{
     /// The softmax scale: the attribute, or 1 / sqrt(head dim).
     float getEffectiveScale();
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// compact.choose_exec_groups
+//===----------------------------------------------------------------------===//
+
+def Compact_ChooseExecGroupsOp : Compact_Op<"choose_exec_groups"> {
+  let summary = "choose the execution group size per KV group and table row";
+  let description = [{
+    The cost model of the execution group size `s`, run where the tables are
+    (no host synchronisation). It takes per-head tables (`s = 1`, as
+    `compact.block_union` writes them: row `h * T + t` of head `h`, `T = 1`
+    or `Qb`) and, for every sequence `b`, KV head `g` (query heads
+    `[g * G, (g + 1) * G)`, `G = q_heads / kv_heads`) and row index `t`,
+    considers every `s'` dividing `G`: the group's heads in sub-groups of
+    `s'` consecutive heads, each head walking its sub-group's union. The
+    attention kernel's time is the query rows times the KV blocks they walk,
+    and every head's row serves the same query rows, so the predicted cost is
+
+    ```
+    cost(s') = sum over sub-groups J of s' * |union_{h in J} row(h)|
+    ```
+
+    `cost(1)` is the per-head tables' (the least: each row is a subset of
+    its sub-group's union); a larger `s'` adds blocks, i.e. fidelity (the
+    group union's output is closer to dense attention), at the price of
+    work. The op picks the largest `s'` with
+    `cost(s') <= (1 + slack) * cost(1)` and writes each head's row as its
+    sub-group's union (ascending, count, `-1` padding); with `s' = 1` the
+    rows are left as they are. `slack = 0` keeps the time-optimal per-head
+    tables (a union is chosen only where it is free: heads that selected the
+    same blocks); a large slack gives the paper's group union (`s' = G`)
+    wherever it is affordable. Row entries outside `[0, Kb)` and beyond the
+    count are ignored; duplicates count once.
+
+    Example:
+
+    ```mlir
+    compact.choose_exec_groups %table, %counts
+        {q_heads = 16 : i64, kv_heads = 4 : i64, slack = 5.000000e-01 : f32}
+        : memref<?x?x?xi32>, memref<?x?xi32>
+    ```
+  }];
+  let arguments = (ins
+    Arg<Compact_I32MemRef3D, "per-head block tables [B, Hq * T, Kb]", [MemRead, MemWrite]>:$table,
+    Arg<Compact_I32MemRef2D, "block counts [B, Hq * T]", [MemRead, MemWrite]>:$counts,
+    Compact_PositiveI64Attr:$q_heads,
+    Compact_PositiveI64Attr:$kv_heads,
+    DefaultValuedAttr<F32Attr, "0.0f">:$slack);
+  let assemblyFormat = [{
+    $table `,` $counts attr-dict `:` type($table) `,` type($counts)
   }];
   let hasVerifier = 1;
 }
