@@ -37,7 +37,7 @@ if [ "$MODE" = report ]; then
     2>&1 | tee "$OUT/prefill-grid.log"
   echo "== alpha sweep"
   timeout 120 python3 bench/prefill_bench.py --out "$OUT/frontier.json" \
-    --methods sdpa,flex_sparse,compact --alphas 0.001,0.01,0.06,0.3,0.7 \
+    --methods sdpa,flex_sparse,compact --alphas 0.001,0.01,0.06,0.3,0.7 --group-slacks 0.5,2 \
     --configs 8:1024:131072,1:1024:131072 2>&1 | tee "$OUT/frontier.log"
 fi
 if [ "$MODE" = tp ]; then

@@ -35,8 +35,19 @@ def load(name):
 
 
 def key(row):
+    if row["method"] == "compact" and row.get("s") is None and "group_slack" in row:
+        return f"compact_adaptive{row['group_slack']:g}"
     k = row["method"] + (f"_s{row['s']}" if row["method"] == "compact" else "")
     return k + ("_qb" if row.get("per_query_block") else "")
+
+
+def style(k):
+    """Label, color and marker of a series (adaptive ones by their slack)."""
+    if k.startswith("compact_adaptive"):
+        slack = k[len("compact_adaptive"):]
+        color = {"0.5": "tab:brown", "2": "tab:pink"}.get(slack, "tab:purple")
+        return (f"ours, s chosen on the device (slack {slack})", color, "P")
+    return STYLE[k]
 
 
 def prefill_speedups(grid):
@@ -110,7 +121,7 @@ def frontier(sweep):
                 pts[key(r)].append((r["prefill_ms"], r["err_vs_dense"], r["alpha"]))
         for k, ps in pts.items():
             ps.sort(key=lambda p: p[2])
-            label, color, marker = STYLE[k]
+            label, color, marker = style(k)
             ax.plot([p[0] for p in ps], [p[1] for p in ps], marker=marker, color=color,
                     label=label, ls="-")
             for t, e, a in ps:

@@ -247,11 +247,19 @@ def main():
     ap.add_argument("--kv-splits", default="0",
                     help="split-KV settings of our runtime to compare in this process "
                          "(0: chosen from the work, 1: never split, n: pinned)")
+    ap.add_argument("--group-slacks", default="",
+                    help="slacks of the on-device execution-group choice (per-query-block "
+                         "tables, s chosen per KV group and query block) to add, e.g. 0.5,2")
     ap.add_argument("--out", default="prefill.json")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
     alphas = [float(a) for a in args.alphas.split(",")]
     kv_splits = [int(n) for n in args.kv_splits.split(",")]
+    # (s, per query block, group slack): s = G (group union), s = 1 (per-head
+    # tables), s = 1 with one table per query block (the block-sparse mask
+    # itself), and s chosen on the device (s = None in the results).
+    variants = [(G, False, 0.0), (1, False, 0.0), (1, True, 0.0)]
+    variants += [(None, True, float(x)) for x in args.group_slacks.split(",") if x]
     rt = Runtime(Hq, Hkv, D, PAGE, BLOCK, "bfloat16", "nhd")
     rows = []
     for spec in args.configs.split(","):
@@ -270,19 +278,18 @@ def main():
             add("sdpa_flash", *run_sdpa(pt))
         for alpha in alphas:
             if "compact" in methods:
-                # s = G (group union), s = 1 (per-head tables), and s = 1 with
-                # one table per query block (the block-sparse mask itself).
-                for splits, s, per_qb in ((n, s, qb) for n in kv_splits
-                                          for s, qb in ((G, False), (1, False), (1, True))):
+                for splits, (s, per_qb, slack) in ((n, v) for n in kv_splits for v in variants):
                     rt.set_kv_splits(splits)
-                    plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s, alpha=alpha,
+                    plan = ChunkedPrefill(rt, B, pt.Kb, exec_group_size=s or 1, alpha=alpha,
                                           sink=SINK, window=WINDOW, per_query_block=per_qb,
-                                          max_chunk_len=C)
+                                          max_chunk_len=C, group_slack=slack)
                     run_ours(pt, plan)  # warm-up (and fills the cache / pooled keys)
                     ms, out = run_ours(pt, plan)
                     table, counts = plan.tables()
+                    extra = {"group_slack": slack} if s is None else {}
                     add("compact", ms, out, s=s, per_query_block=per_qb, alpha=alpha,
-                        kv_splits=splits, density_union=float(counts.double().mean() / pt.Kb))
+                        kv_splits=splits, density_union=float(counts.double().mean() / pt.Kb),
+                        **extra)
             if "flex_sparse" in methods:
                 # pooled keys are those of the whole prompt now; the chunk's
                 # scores only read blocks up to the chunk (causal), which are final.
@@ -308,7 +315,8 @@ def main():
             rows.append(row)
         line = f"B={B} C={C} L={L}:"
         for row, _ in here:
-            name = row["method"] + (f"_s{row['s']}" if "s" in row else "")
+            name = row["method"] + (f"_s{row['s']}" if row.get("s") else "")
+            name += f"_adaptive{row['group_slack']}" if "group_slack" in row else ""
             name += "_qb" if row.get("per_query_block") else ""
             name += f"/kv{row['kv_splits']}" if len(kv_splits) > 1 and "kv_splits" in row else ""
             name += f"@{row['alpha']}" if "alpha" in row else ""

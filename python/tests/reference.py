@@ -89,6 +89,17 @@ def block_union(case, mask, s, per_query_block=False):
     return table, counts
 
 
+def choose_exec_groups(case, table, counts, slack):
+    """The execution-group cost model on per-head tables (copies)."""
+    a = _Args()
+    t = table.detach().to("cpu").to(torch.int32).contiguous().clone()
+    c = counts.detach().to("cpu").to(torch.int32).contiguous().clone()
+    rows_per_head = t.shape[1] // case["Hq"]
+    _lib.compact_ref_choose_exec_groups(ctypes.byref(shape_of(case)), ctypes.c_int64(rows_per_head),
+                                        ctypes.c_float(slack), a.ptr(t), a.ptr(c))
+    return t, c
+
+
 def dense_table(case, s, per_query_block=False):
     a = _Args()
     B, Hq, Kb = case["B"], case["Hq"], case["Kb"]

@@ -151,6 +151,25 @@ def test_rejected_tables_write_nothing(name, edit, message):
     assert torch.equal(bits(out), before[0]) and torch.equal(bits(lse), before[1])
 
 
+@pytest.mark.parametrize("slack", [-0.5, math.inf, math.nan, "1"])
+def test_bad_group_slack_is_named_and_writes_nothing(slack):
+    gen = torch.Generator().manual_seed(22)
+    rt = runtime()
+    case, _ = chunk_step(gen)
+    table = torch.randint(0, 5, (2, Hq, case["Kb"]), dtype=torch.int32, device="cuda")
+    counts = torch.full((2, Hq), 3, dtype=torch.int32, device="cuda")
+    before = table.clone(), counts.clone()
+    with pytest.raises(ValueError, match="argument 'slack': expected a finite number >= 0"):
+        rt.choose_exec_groups(table, counts, 128, slack)
+    if not isinstance(slack, str):
+        with pytest.raises(CompactError, match="group_slack must be finite and >= 0"):
+            ChunkedPrefill(rt, 2, case["Kb"], exec_group_size=1, group_slack=slack)
+    with pytest.raises(CompactError, match="exec_group_size must be 1, got 4"):
+        ChunkedPrefill(rt, 2, case["Kb"], exec_group_size=4, group_slack=0.5)
+    torch.cuda.synchronize()
+    assert torch.equal(table, before[0]) and torch.equal(counts, before[1])
+
+
 @pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
 def test_logits_of_1e4(path):
     """Queries and keys of ~100 per element: logits with a spread of ~1e4

@@ -141,6 +141,46 @@ def test_tables_are_the_reference_tables(cfg):
                 assert torch.equal(table, ref_table), f"{kind} table, s={s} per_qb={per_qb}"
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
+def test_choose_exec_groups_matches_reference(cfg):
+    """The cost model on per-head tables from the fused selection (heads of a
+    group overlap through sink, window and the planted blocks) and on random
+    tables with shared rows and bad entries, for several slacks."""
+    gen = torch.Generator().manual_seed(9)
+    rt = runtime(cfg)
+    Hq, G = cfg[0], cfg[0] // cfg[1]
+    for B, C, per_qb in [(2, 300, True), (3, 1000, False), (1, 2048, True)]:
+        case = case_for(cfg, gen, B, C, 6000)
+        pooled = pooled_of(rt, case)
+        T = -(-C // case["bs"]) if per_qb else 1
+        selected = torch.full((B, Hq * T, case["Kb"]), 12345, dtype=torch.int32, device="cuda")
+        selected_counts = torch.full((B, Hq * T), 12345, dtype=torch.int32, device="cuda")
+        rt.score_select_union(case["q"], pooled, case["lens"], selected, selected_counts, 0.06,
+                              2, 4, 1)
+        random_table = torch.full_like(selected, -1)
+        random_counts = torch.zeros_like(selected_counts)
+        for b in range(B):
+            for r in range(Hq * T):
+                if r // T % G and int(torch.randint(0, 3, (1,), generator=gen)) == 0:
+                    first = (r // T - r // T % G) * T + r % T
+                    random_table[b, r], random_counts[b, r] = random_table[b, first], \
+                        random_counts[b, first]
+                    continue
+                keep = torch.rand(case["Kb"], generator=gen) < float(torch.rand(1, generator=gen))
+                blocks = torch.nonzero(keep).flatten().to(torch.int32)
+                random_table[b, r, :len(blocks)] = blocks.cuda()
+                random_counts[b, r] = len(blocks)
+        random_table[0, 0, 0] = -7  # ignored entries and a clamped count
+        random_counts[-1, -1] = case["Kb"] + 5
+        for table0, counts0 in ((selected, selected_counts), (random_table, random_counts)):
+            for slack in (0.0, 0.3, 1.0, 3.0):
+                table, counts = table0.clone(), counts0.clone()
+                rt.choose_exec_groups(table, counts, C, slack)
+                ref_table, ref_counts = reference.choose_exec_groups(case, table0, counts0, slack)
+                assert torch.equal(counts.cpu(), ref_counts), f"counts, slack {slack}"
+                assert torch.equal(table.cpu(), ref_table), f"table, slack {slack}"
+
+
 def test_empty_and_full_masks():
     gen = torch.Generator().manual_seed(4)
     cfg = CONFIGS[0]
@@ -338,11 +378,13 @@ def _prefill_setup(gen, cfg, B, L, C):
     return case, q, k, v
 
 
-@pytest.mark.parametrize("s,per_qb", [(4, False), (1, False), (1, True), (4, True)])
-def test_chunked_prefill_plan(s, per_qb):
+@pytest.mark.parametrize("s,per_qb,slack", [(4, False, 0), (1, False, 0), (1, True, 0),
+                                            (4, True, 0), (1, True, 1.0), (1, False, 3.0)])
+def test_chunked_prefill_plan(s, per_qb, slack):
     """The plan chunk by chunk: every chunk's output is attention over the
-    plan's own tables (fp64 reference), the tables hold the chunk's blocks
-    each query sees, dense chunks hold every block."""
+    plan's own tables (fp64 reference), the tables hold the chunk blocks each
+    row's queries see (from its first query's block), dense chunks hold every
+    block; with a group slack the device chooses the execution groups."""
     gen = torch.Generator().manual_seed(9)
     cfg = CONFIGS[0]
     rt = runtime(cfg)
@@ -351,7 +393,7 @@ def test_chunked_prefill_plan(s, per_qb):
     bs = case["bs"]
     pooled = torch.zeros((B, case["Hkv"], case["Kb"], case["D"]), dtype=rt.dtype, device="cuda")
     plan = ChunkedPrefill(rt, B, case["Kb"], exec_group_size=s, alpha=0.06, sink=1, window=2,
-                          per_query_block=per_qb, max_chunk_len=C)
+                          per_query_block=per_qb, max_chunk_len=C, group_slack=slack)
     selected_somewhere = False
     for c0 in range(0, L, C):
         c = min(C, L - c0)
@@ -370,12 +412,12 @@ def test_chunked_prefill_plan(s, per_qb):
         nb = -(-(c0 + c) // bs)
         selected_somewhere |= bool((counts < nb).any())
         for r in range(table.shape[1]):
-            qb_end = (r % T) + 1 if per_qb else -(-c // bs)
-            last = (c0 + min(qb_end * bs, c) - 1) // bs
+            qb_begin, qb_end = (r % T, r % T + 1) if per_qb else (0, -(-c // bs))
+            first, last = (c0 + qb_begin * bs) // bs, (c0 + min(qb_end * bs, c) - 1) // bs
             rows = table[:, r].cpu()
             for b in range(B):
                 have = set(rows[b, : int(counts[b, r])].tolist())
-                assert set(range(c0 // bs, last + 1)) <= have, f"chunk blocks, row {r}"
+                assert set(range(first, last + 1)) <= have, f"chunk blocks, row {r}"
     assert selected_somewhere, "selection never dropped a block"
 
 
