@@ -36,7 +36,7 @@ if [ "$MODE" = report ]; then
     --configs "${GRID:-1:512:32768,1:512:65536,1:512:131072,1:1024:32768,1:1024:65536,1:1024:131072,1:2048:32768,1:2048:65536,1:2048:131072,8:512:32768,8:512:65536,8:512:131072,8:1024:32768,8:1024:65536,8:1024:131072,8:2048:32768,8:2048:65536,8:2048:131072}" \
     2>&1 | tee "$OUT/prefill-grid.log"
   echo "== alpha sweep"
-  timeout 120 python3 bench/prefill_bench.py --out "$OUT/frontier.json" \
+  timeout 200 python3 bench/prefill_bench.py --out "$OUT/frontier.json" \
     --methods sdpa,flex_sparse,compact --alphas 0.001,0.01,0.06,0.3,0.7 --group-slacks 0.5,2 \
     --configs 8:1024:131072,1:1024:131072 2>&1 | tee "$OUT/frontier.log"
 fi
