@@ -547,6 +547,12 @@ namespace {
 /// Pooled keys scored per step: one 64-key slice per warpgroup.
 constexpr int64_t kScoreKeys = 128;
 
+/// Two blocks per multiprocessor (<= 128 registers a thread; ~104 KB of
+/// shared memory each): one block's exponentials run under the other's
+/// wgmma, where one block alone alternates between them (the step's
+/// log-sum-exp needs the whole product).
+constexpr int64_t kScoreBlocksPerMultiprocessor = 2;
+
 /// Shared memory of the score kernels (bytes): scratch, the query block, two
 /// stages of pooled keys, then (fused) the row of scores. Tiles are in the
 /// 128-byte-swizzle K-major layout of wgmma ([D / 64][rows][64]), on 1024-byte
@@ -711,10 +717,12 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
       Value allValid = l.andI(keyValid, l.andI(l.cmp(CmpIPredicate::eq, qMin, l.index(0)),
                                                l.cmp(CmpIPredicate::eq, rowsInChunk,
                                                      l.index(rows))));
+      // Raw products; the scale goes into the exponent's FFMA (scale > 0:
+      // max(scale x) = scale max(x)), so no scaled copy is held.
       SmallVector<Value> values;
       for (int64_t i = 0; i < regs; ++i)
         if ((i / 2) % 2 == half)
-          values.push_back(l.mulF(acc[i], logitScale));
+          values.push_back(acc[i]);
       SmallVector<Type> types(values.size(), f32);
       values = l.when(
           allValid, types, [&](GpuBuilder &) { return values; },
@@ -738,12 +746,14 @@ void emitScoreRow(GpuBuilder &gb, const ScoreConfig &cfg, Value q, Value pooled,
         m = l.maxF(m, v);
       m = l.warpMax(m, {1, 2});
       Value empty = l.cmpF(CmpFPredicate::OEQ, m, l.negInf(f32));
-      Value mSafe = l.select(empty, l.f32(0.0f), m);
+      Value mScaled = l.select(empty, l.f32(0.0f), l.mulF(m, logitScale));
       Value sum = l.f32(0.0f);
+      // contract: the multiply and subtract fuse into one FFMA.
+      auto contract = arith::FastMathFlags::contract;
       for (Value v : values)
-        sum = l.addF(sum, l.exp2(l.subF(v, mSafe)));
+        sum = l.addF(sum, l.exp2(l.subF(l.mulF(v, logitScale, contract), mScaled, contract)));
       sum = l.warpSum(sum, {1, 2});
-      Value lse = l.mulF(l.addF(m, l.log2(sum)), l.f32(float(kLn2)));
+      Value lse = l.mulF(l.addF(mScaled, l.log2(sum)), l.f32(float(kLn2)));
       lse = l.select(empty, l.negInf(f32), lse);
       l.when(l.andI(l.cmp(CmpIPredicate::eq, quadCol, l.index(0)),
                     l.cmp(CmpIPredicate::ult, kb, kbEnd)),
@@ -779,6 +789,7 @@ FailureOr<Plans> gpu_lowering::planBlockScores(BlockScoresOp op, LoopBuilder &ho
   plan.block = {cfg.threads(), 1, 1};
   plan.shared.fixed = cfg.layout().row();
   plan.gridRule = "[Qb, Hq, B]";
+  plan.minBlocksPerMultiprocessor = kScoreBlocksPerMultiprocessor;
   plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], pooled = args[1], ctxLens = args[2], scores = args[3];
     Value scale = args[4];
@@ -820,6 +831,7 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
   select.block = {cfg.threads(), 1, 1};
   select.shared = {cfg.layout().row(), 4, 0};
   select.blockCapacity = kbCap;
+  select.minBlocksPerMultiprocessor = kScoreBlocksPerMultiprocessor;
   select.gridRule = "[ceil(C / bs), Hq, B]";
   select.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], pooled = args[1], ctxLens = args[2], table = args[3];
@@ -842,12 +854,11 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
                  [&](GpuBuilder &l, Value kb, Value score) { l.store(score, row, {kb}); });
     gb.barrier();
     Value scratch = gb.sharedView(shared, 0, {32}, gb.builder().getF32Type());
-    Value e = gb.div(h, gb.index(s));
     emitSelectRow(
         gb, g, qb, kbCap, selection, scratch, cfg.threads(),
         [&](GpuBuilder &l, Value kb) { return l.load(row, {kb}); },
         [&](GpuBuilder &l, Value wordIndex, Value word, Value, Value) {
-          orWordIntoTable(l, table, groups, b, e, qb, wordIndex, word);
+          orWordIntoTable(l, table, groups, b, l.div(h, l.index(s)), qb, wordIndex, word);
         });
   };
   plans.push_back(std::move(select));
