@@ -31,6 +31,10 @@ public:
 
   Value threadId() { return gpu::ThreadIdOp::create(builder(), location(), gpu::Dimension::x); }
   Value blockId(gpu::Dimension d) { return gpu::BlockIdOp::create(builder(), location(), d); }
+  /// The block id read again where it is used (inline PTX that LLVM neither
+  /// hoists nor merges with earlier reads): a value needed only after a long
+  /// loop does not hold a register through it.
+  Value rereadBlockId(gpu::Dimension d);
   Value laneId();
   Value warpId();
   /// `value` (i32) of lane 0 in every lane: a value ptxas knows is the same

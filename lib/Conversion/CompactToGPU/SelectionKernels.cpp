@@ -858,7 +858,10 @@ FailureOr<Plans> gpu_lowering::planScoreSelectUnion(ScoreSelectUnionOp op, LoopB
         gb, g, qb, kbCap, selection, scratch, cfg.threads(),
         [&](GpuBuilder &l, Value kb) { return l.load(row, {kb}); },
         [&](GpuBuilder &l, Value wordIndex, Value word, Value, Value) {
-          orWordIntoTable(l, table, groups, b, l.div(h, l.index(s)), qb, wordIndex, word);
+          // The head read again: with s = G the group is the KV head the
+          // score loop used, and holding it through that loop spills.
+          Value e = l.div(l.rereadBlockId(gpu::Dimension::y), l.index(s));
+          orWordIntoTable(l, table, groups, b, e, qb, wordIndex, word);
         });
   };
   plans.push_back(std::move(select));

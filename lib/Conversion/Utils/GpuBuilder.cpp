@@ -226,6 +226,17 @@ Value inlineAsm(GpuBuilder &gb, Type result, ValueRange operands, StringRef text
   return op.getNumResults() ? op.getResult(0) : Value();
 }
 
+} // namespace
+
+Value GpuBuilder::rereadBlockId(gpu::Dimension d) {
+  const char *text = d == gpu::Dimension::x   ? "mov.u32 $0, %ctaid.x;"
+                     : d == gpu::Dimension::y ? "mov.u32 $0, %ctaid.y;"
+                                              : "mov.u32 $0, %ctaid.z;";
+  return toIndex(inlineAsm(*this, builder().getI32Type(), {}, text, "=r"));
+}
+
+namespace {
+
 SmallVector<Value> unpack(GpuBuilder &gb, Value structValue, size_t n) {
   SmallVector<Value> out;
   for (size_t i = 0; i < n; ++i)
