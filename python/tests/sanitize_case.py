@@ -1,6 +1,7 @@
 """Every kernel of the kernel library at least once, on small and edge shapes
 (odd lengths, a single-token chunk, partial last pages, empty tables, both
-matrix paths), and the plan, for compute-sanitizer (memcheck / racecheck /
+matrix paths, the execution-group choice), and the plan (with and without a
+group slack), for compute-sanitizer (memcheck / racecheck /
 initcheck / synccheck)."""
 
 
@@ -47,6 +48,11 @@ for cfg, path, B, C, lens, kv_splits in RUNS:
         rt.block_union(mask, case["lens"], C, table, counts, s)
         rt.select_union(scores, case["lens"], C, table, counts, 0.06, 2, 4, s)
         rt.score_select_union(case["q"], pooled, case["lens"], table, counts, 0.06, 2, 4, s)
+        if s == 1:
+            # The execution-group choice on the per-head tables (a slack that
+            # rewrites some rows, then one that rewrites every group).
+            for slack in (0.5, 1e9):
+                rt.choose_exec_groups(table, counts, C, slack)
         rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
                            case["lens"], table, counts, out, lse, s)
         rt.dense_table(case["lens"], table, counts, s, C)
@@ -61,10 +67,10 @@ rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", checks=True)
 B, L, C = 2, 1500, 256
 case = make_case(gen, B, C, [L] * B, 16, 4, 128, 64, 128)
 q, k, v = (torch.randn((B, L, h, 128), device="cuda").bfloat16() for h in (16, 4, 4))
-for s, per_qb in ((1, True), (4, False)):
+for s, per_qb, slack in ((1, True, 0.0), (4, False, 0.0), (1, True, 1.0)):
     pooled = torch.zeros((B, 4, case["Kb"], 128), dtype=torch.bfloat16, device="cuda")
     plan = ChunkedPrefill(rt, B, case["Kb"], exec_group_size=s, per_query_block=per_qb,
-                          max_chunk_len=C, sink=1, window=1)
+                          max_chunk_len=C, sink=1, window=1, group_slack=slack)
     for c0 in range(0, L, C):
         c = min(C, L - c0)
         lens = torch.full((B,), c0 + c, dtype=torch.int32, device="cuda")
