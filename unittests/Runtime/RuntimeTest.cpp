@@ -28,6 +28,13 @@ protected:
   void TearDown() override { compact_rt_destroy(ctx); }
   std::string log() const { return compact_rt_dry_run_log(ctx); }
   std::string error() const { return compact_rt_last_error(); }
+  /// One chunk of `plan` on fake buffers, prefix `prefix`.
+  compact_rt_status prefillChunk(compact_rt_plan *plan, const compact_rt_shape &sh,
+                                 int32_t prefix) {
+    return compact_rt_prefill_chunk(plan, &sh, prefix, fake(1), fake(2), fake(3), fake(4),
+                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
+                                    nullptr, nullptr);
+  }
 
   compact_rt_context *ctx = nullptr;
   compact_rt_config config{16, 4, 128, 64, 128, COMPACT_RT_BF16, COMPACT_RT_NHD};
@@ -268,11 +275,7 @@ TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
   compact_rt_plan_desc desc{config, 4, selection, 0.0f, 8, 1024, 0, 0};
   compact_rt_plan *plan = nullptr;
   ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
-  auto chunk = [&](int32_t prefix) {
-    return compact_rt_prefill_chunk(plan, &shape, prefix, fake(1), fake(2), fake(3), fake(4),
-                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
-                                    nullptr, nullptr);
-  };
+  auto chunk = [&](int32_t prefix) { return prefillChunk(plan, shape, prefix); };
   // First chunk: prefix 0 -> dense. Later, selection keeps every prefix block
   // while the first query block's last block is below sink + window = 6.
   ASSERT_EQ(chunk(0), COMPACT_RT_OK) << error();
@@ -289,10 +292,7 @@ TEST_F(DryRun, PlanRunsDenseWhileSelectionWouldKeepEverything) {
   EXPECT_NE(log().find("score_select_union_select"), std::string::npos);
   compact_rt_shape bigger = shape;
   bigger.batch = 9;
-  EXPECT_EQ(compact_rt_prefill_chunk(plan, &bigger, 0, fake(1), fake(2), fake(3), fake(4),
-                                     fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8),
-                                     fake(9), nullptr, nullptr),
-            COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_EQ(prefillChunk(plan, bigger, 0), COMPACT_RT_INVALID_ARGUMENT);
   EXPECT_NE(error().find("exceeds the plan's max_batch (8)"), std::string::npos) << error();
   compact_rt_plan_destroy(plan);
 }
@@ -304,11 +304,7 @@ TEST_F(DryRun, PlanWithPerQueryBlockTables) {
   EXPECT_NE(error().find("desc->max_chunk_len must be positive"), std::string::npos) << error();
   desc.max_chunk_len = 512;
   ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
-  auto chunk = [&](const compact_rt_shape &sh) {
-    return compact_rt_prefill_chunk(plan, &sh, 4096, fake(1), fake(2), fake(3), fake(4),
-                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
-                                    nullptr, nullptr);
-  };
+  auto chunk = [&](const compact_rt_shape &sh) { return prefillChunk(plan, sh, 4096); };
   EXPECT_EQ(chunk(shape), COMPACT_RT_INVALID_ARGUMENT); // C = 1024 > 512
   EXPECT_NE(error().find("shape->chunk_len (1024) exceeds the plan's max_chunk_len (512)"),
             std::string::npos)
@@ -358,11 +354,7 @@ TEST_F(DryRun, PlanChoosesExecGroupsAfterSelection) {
       << error();
   desc.group_slack = 0.5f;
   ASSERT_EQ(compact_rt_plan_create(ctx, &desc, &plan), COMPACT_RT_OK) << error();
-  auto chunk = [&](int32_t prefix) {
-    return compact_rt_prefill_chunk(plan, &shape, prefix, fake(1), fake(2), fake(3), fake(4),
-                                    fake(5), fake<int32_t>(6), fake<int32_t>(7), fake(8), fake(9),
-                                    nullptr, nullptr);
-  };
+  auto chunk = [&](int32_t prefix) { return prefillChunk(plan, shape, prefix); };
   // The first chunk runs dense: nothing to choose.
   ASSERT_EQ(chunk(0), COMPACT_RT_OK) << error();
   EXPECT_EQ(log().find("choose_exec_groups"), std::string::npos) << log();
