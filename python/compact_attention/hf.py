@@ -29,7 +29,9 @@ attribute, else 1/sqrt(D)); dropout is ignored (inference only).
 
 Methods:
   "compact"   the plan with the FlashPrefill selector (alpha, sink, window),
-              exec_group_size s (default G) and optional per-query-block tables.
+              exec_group_size s (default G) and optional per-query-block tables;
+              with s = 1, group_slack > 0 lets the device choose sub-group
+              unions (ChunkedPrefill).
   "dense"     every block: the same plan with sink = the block capacity. The
               plan writes dense tables (skips scoring) whenever the first query
               block's last KV block index is < sink + window (Plan.cpp); that
@@ -131,7 +133,7 @@ class ChunkedPrefillSession:
 
     def __init__(self, model, max_batch, max_len, chunk_len, method="compact",
                  exec_group_size=None, per_query_block=False, alpha=0.06, sink=2, window=4,
-                 baseline=None, name=NAME, runtime=None, seed=0):
+                 baseline=None, name=NAME, runtime=None, seed=0, group_slack=0.0):
         torch = _torch()
         cfg = model.config
         if method not in METHODS:
@@ -193,7 +195,8 @@ class ChunkedPrefillSession:
                                                                                     torch.zeros)
         self.plans = [ChunkedPrefill(rt, max_batch, self.capacity, s, alpha, sink, window,
                                      scale=self.scales[i], per_query_block=per_query_block,
-                                     max_chunk_len=chunk_len) for i in layers]
+                                     max_chunk_len=chunk_len, group_slack=group_slack)
+                      for i in layers]
 
     def _scales(self):
         """Each layer's softmax scale: its attention module's `scaling`

@@ -5,6 +5,7 @@ with no host synchronisation, and a torch.library custom op around it."""
 
 import ctypes
 import itertools
+import math
 
 from . import _native
 from .runtime import CompactError, Runtime, _torch
@@ -73,6 +74,10 @@ class ChunkedPrefill:
             raise ValueError("argument 'runtime': expected a compact_attention.Runtime")
         self.rt = runtime
         self.s = runtime._group(exec_group_size)
+        if not (isinstance(group_slack, (int, float)) and math.isfinite(group_slack)
+                and group_slack >= 0):
+            raise ValueError("argument 'group_slack': expected a finite number >= 0, got "
+                             f"{group_slack!r}")
         lib = runtime._lib
         _prototypes(lib)
         if per_query_block and not (max_chunk_len and max_chunk_len > 0):

@@ -243,12 +243,15 @@ void compact_rt_plan_destroy(compact_rt_plan *plan);
  * all on `stream`, with no host synchronisation (capturable in a graph).
  *
  * `max_prefix_len` is the longest prefix (L_b - C) in the batch, which an
- * engine knows when it schedules the chunk. While it holds at most
- * sink + window blocks, selection would keep every block (the sink and the
- * window cover the prefix, the chunk's own blocks are always in), so the
- * plan writes dense tables instead and skips the scoring: the first chunk of a
- * prompt runs dense. Otherwise the chunk is selected; a dense union costs
- * the same attention as the dense path, so nothing else switches. */
+ * engine knows when it schedules the chunk. While the blocks the chunk's
+ * first query block sees are at most sink + window, its sink and window keep
+ * all of them, and with one table per group (the union over query blocks,
+ * which holds the whole chunk) selection would keep every block; the plan
+ * writes dense tables instead and skips the scoring: the first chunk of a
+ * prompt runs dense. (With one table per query block the later query blocks
+ * then keep blocks the selector might have dropped: more faithful, at the
+ * cost of a dense chunk.) Otherwise the chunk is selected; a dense union
+ * costs the same attention as the dense path, so nothing else switches. */
 compact_rt_status compact_rt_prefill_chunk(compact_rt_plan *plan, const compact_rt_shape *shape,
                                            int32_t max_prefix_len, const void *q,
                                            const void *k_new, const void *v_new, void *k_cache,

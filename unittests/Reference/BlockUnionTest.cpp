@@ -1,8 +1,8 @@
 //===- BlockUnionTest.cpp - properties of the block-union reference ------===//
 //
 // The table of an execution group must hold every block that some query row
-// of the group selected (coverage), nothing else but the chunk's own blocks
-// (minimality), in ascending order, with -1 padding and a matching count.
+// of the group selected (coverage), nothing else but the row's chunk blocks
+// (the whole chunk, or a query block's diagonal; minimality), in ascending order, with -1 padding and a matching count.
 //
 //===----------------------------------------------------------------------===//
 

@@ -284,102 +284,109 @@ KernelPlan gpu_lowering::planTableFromWords(LoopBuilder &host, Value ctxLens, Va
 }
 
 FailureOr<Plans> gpu_lowering::planChooseExecGroups(ChooseExecGroupsOp op, LoopBuilder &host) {
-  const int64_t qHeads = op.getQHeads(), groupSize = qHeads / op.getKvHeads();
+  const int64_t qHeads = op.getQHeads(), kvHeads = op.getKvHeads();
+  const int64_t groupSize = qHeads / kvHeads;
   KernelPlan plan;
   plan.role = "choose";
   plan.args = {{"table", op.getTable()},
                {"counts", op.getCounts()},
                {"slack", host.f32(op.getSlack().convertToFloat())}};
-  plan.grid = {host.div(host.dim(op.getTable(), 1), host.index(groupSize)),
+  Value rowsPerHead = host.div(host.dim(op.getTable(), 1), host.index(qHeads));
+  plan.grid = {host.max(host.mul(host.index(kvHeads), rowsPerHead), host.index(1)),
                host.dim(op.getTable(), 0), host.index(1)};
   plan.block = {kTableThreads, 1, 1};
   // The sub-group union's words, then each head's.
   plan.shared = {kWordsOffset, 0, 4 * (groupSize + 1)};
   plan.blockCapacity = host.dim(op.getTable(), 2);
   plan.gridRule = "[Hkv * T, B, 1]";
-  plan.body = [=](GpuBuilder &gb, ValueRange args, Value shared) {
-    Value table = args[0], counts = args[1], slack = args[2];
-    Value x = gb.blockId(gpu::Dimension::x), b = gb.blockId(gpu::Dimension::y);
-    Value kbCap = gb.dim(table, 2), nWords = gb.ceilDiv(kbCap, gb.index(32));
-    Value rowsPerHead = gb.div(gb.dim(table, 1), gb.index(qHeads));
-    Value firstHead = gb.mul(gb.div(x, rowsPerHead), gb.index(groupSize));
-    Value t = gb.rem(x, rowsPerHead);
-    auto rowOf = [&](GpuBuilder &l, Value i) {
-      return l.add(l.mul(l.add(firstHead, i), rowsPerHead), t);
-    };
-    Value scan = sharedI32(gb, shared, 0, gb.index(8));
-    Value unionWords = sharedI32(gb, shared, kWordsOffset, nWords);
-    Value words = sharedI32(gb, shared, kWordsOffset, gb.mul(nWords, gb.index(groupSize + 1)));
-    // Word w of head i (0 <= i < G) of the group.
-    auto headWord = [&](GpuBuilder &l, Value i, Value w) {
-      return l.add(l.mul(l.add(i, l.index(1)), nWords), w);
-    };
-    gb.loop(gb.threadId(), gb.mul(nWords, gb.index(groupSize + 1)), gb.index(kTableThreads),
-            [&](GpuBuilder &l, Value w) { l.store(l.i32(0), words, {w}); });
-    gb.barrier();
-    // Each head's row as bits; entries outside [0, Kb) and past the count
-    // are not read as blocks.
-    gb.loop(gb.index(0), gb.index(groupSize), gb.index(1), [&](GpuBuilder &lh, Value i) {
-      Value row = rowOf(lh, i);
-      Value count = lh.load(counts, {b, row});
-      count = lh.select(lh.cmp(CmpIPredicate::slt, count, lh.i32(0)), lh.i32(0), count);
-      lh.loop(lh.threadId(), lh.min(lh.toIndex(count), kbCap), lh.index(kTableThreads),
-              [&](GpuBuilder &l, Value entry) {
-                Value kb = l.toIndex(l.load(table, {b, row, entry}));
-                l.when(l.cmp(CmpIPredicate::ult, kb, kbCap), [&](GpuBuilder &la) {
-                  Value bit = arith::ShLIOp::create(la.builder(), la.location(), la.i32(1),
-                                                    la.toI32(la.rem(kb, la.index(32))));
-                  la.atomicOr(bit, words, {headWord(la, i, la.div(kb, la.index(32)))});
+  plan.body = [=](GpuBuilder &outer, ValueRange args, Value shared) {
+    Value x = outer.blockId(gpu::Dimension::x);
+    Value rowsPerHead = outer.div(outer.dim(args[0], 1), outer.index(qHeads));
+    // Rows past Hq * floor(rows / Hq) (a dynamic table of the wrong size) are
+    // not touched; the grid has at least one block.
+    Value inTable = outer.cmp(CmpIPredicate::ult, x, outer.mul(outer.index(kvHeads), rowsPerHead));
+    outer.when(inTable, [&](GpuBuilder &gb) {
+      Value table = args[0], counts = args[1], slack = args[2];
+      Value b = gb.blockId(gpu::Dimension::y);
+      Value kbCap = gb.dim(table, 2), nWords = gb.ceilDiv(kbCap, gb.index(32));
+      Value firstHead = gb.mul(gb.div(x, rowsPerHead), gb.index(groupSize));
+      Value t = gb.rem(x, rowsPerHead);
+      auto rowOf = [&](GpuBuilder &l, Value i) {
+        return l.add(l.mul(l.add(firstHead, i), rowsPerHead), t);
+      };
+      Value scan = sharedI32(gb, shared, 0, gb.index(8));
+      Value unionWords = sharedI32(gb, shared, kWordsOffset, nWords);
+      Value words = sharedI32(gb, shared, kWordsOffset, gb.mul(nWords, gb.index(groupSize + 1)));
+      // Word w of head i (0 <= i < G) of the group.
+      auto headWord = [&](GpuBuilder &l, Value i, Value w) {
+        return l.add(l.mul(l.add(i, l.index(1)), nWords), w);
+      };
+      gb.loop(gb.threadId(), gb.mul(nWords, gb.index(groupSize + 1)), gb.index(kTableThreads),
+              [&](GpuBuilder &l, Value w) { l.store(l.i32(0), words, {w}); });
+      gb.barrier();
+      // Each head's row as bits; entries outside [0, Kb) and past the count
+      // are not read as blocks.
+      gb.loop(gb.index(0), gb.index(groupSize), gb.index(1), [&](GpuBuilder &lh, Value i) {
+        Value row = rowOf(lh, i);
+        Value count = lh.load(counts, {b, row});
+        count = lh.select(lh.cmp(CmpIPredicate::slt, count, lh.i32(0)), lh.i32(0), count);
+        lh.loop(lh.threadId(), lh.min(lh.toIndex(count), kbCap), lh.index(kTableThreads),
+                [&](GpuBuilder &l, Value entry) {
+                  Value kb = l.toIndex(l.load(table, {b, row, entry}));
+                  l.when(l.cmp(CmpIPredicate::ult, kb, kbCap), [&](GpuBuilder &la) {
+                    Value bit = arith::ShLIOp::create(la.builder(), la.location(), la.i32(1),
+                                                      la.toI32(la.rem(kb, la.index(32))));
+                    la.atomicOr(bit, words, {headWord(la, i, la.div(kb, la.index(32)))});
+                  });
                 });
-              });
-    });
-    gb.barrier();
-    // cost(s) = sum over sub-groups of s * |union|, summed over the block.
-    auto cost = [&](int64_t s) {
-      Value local = gb.loop(
-          gb.threadId(), nWords, gb.index(kTableThreads), {gb.index(0)},
-          [&](GpuBuilder &l, Value w, ValueRange sum) {
-            Value total = sum[0];
-            for (int64_t first = 0; first < groupSize; first += s) {
-              Value word = l.load(words, {headWord(l, l.index(first), w)});
-              for (int64_t i = first + 1; i < first + s; ++i)
-                word = l.orI(word, l.load(words, {headWord(l, l.index(i), w)}));
-              Value bits = l.toIndex(math::CtPopOp::create(l.builder(), l.location(), word));
-              total = l.add(total, l.mul(bits, l.index(s)));
-            }
-            return SmallVector<Value>{total};
-          })[0];
-      Value blockTotal = blockExclusiveScan(gb, local, scan, kTableThreads).second;
-      return arith::UIToFPOp::create(gb.builder(), gb.location(), gb.builder().getF32Type(),
-                                     gb.toI32(blockTotal))
-          .getResult();
-    };
-    // The largest s within (1 + slack) of the per-head cost (the same fp32
-    // arithmetic as the reference); every thread holds the same totals.
-    Value limit = gb.mulF(gb.addF(gb.f32(1.0f), slack), cost(1));
-    Value chosen = gb.index(1);
-    for (int64_t s = 2; s <= groupSize; ++s)
-      if (groupSize % s == 0)
-        chosen = gb.select(gb.cmpF(CmpFPredicate::OLE, cost(s), limit), gb.index(s), chosen);
-    gb.when(gb.cmp(CmpIPredicate::ugt, chosen, gb.index(1)), [&](GpuBuilder &lw) {
-      lw.loop(lw.index(0), lw.index(groupSize), chosen, [&](GpuBuilder &lj, Value first) {
-        Value last = lj.add(first, chosen);
-        lj.loop(lj.threadId(), nWords, lj.index(kTableThreads), [&](GpuBuilder &l, Value w) {
-          Value word = l.loop(first, last, l.index(1), {l.i32(0)},
-                              [&](GpuBuilder &li, Value i, ValueRange acc) {
-                                return SmallVector<Value>{
-                                    li.orI(acc[0], li.load(words, {headWord(li, i, w)}))};
+      });
+      gb.barrier();
+      // cost(s) = sum over sub-groups of s * |union|, summed over the block.
+      auto cost = [&](int64_t s) {
+        Value local = gb.loop(gb.threadId(), nWords, gb.index(kTableThreads), {gb.index(0)},
+                              [&](GpuBuilder &l, Value w, ValueRange sum) {
+                                Value total = sum[0];
+                                for (int64_t first = 0; first < groupSize; first += s) {
+                                  Value word = l.load(words, {headWord(l, l.index(first), w)});
+                                  for (int64_t i = first + 1; i < first + s; ++i)
+                                    word = l.orI(word, l.load(words, {headWord(l, l.index(i), w)}));
+                                  Value bits = l.toIndex(
+                                      math::CtPopOp::create(l.builder(), l.location(), word));
+                                  total = l.add(total, l.mul(bits, l.index(s)));
+                                }
+                                return SmallVector<Value>{total};
                               })[0];
-          l.store(word, unionWords, {w});
+        Value blockTotal = blockExclusiveScan(gb, local, scan, kTableThreads).second;
+        return arith::UIToFPOp::create(gb.builder(), gb.location(), gb.builder().getF32Type(),
+                                       gb.toI32(blockTotal))
+            .getResult();
+      };
+      // The largest s within (1 + slack) of the per-head cost (the same fp32
+      // arithmetic as the reference); every thread holds the same totals.
+      Value limit = gb.mulF(gb.addF(gb.f32(1.0f), slack), cost(1));
+      Value chosen = gb.index(1);
+      for (int64_t s = 2; s <= groupSize; ++s)
+        if (groupSize % s == 0)
+          chosen = gb.select(gb.cmpF(CmpFPredicate::OLE, cost(s), limit), gb.index(s), chosen);
+      gb.when(gb.cmp(CmpIPredicate::ugt, chosen, gb.index(1)), [&](GpuBuilder &lw) {
+        lw.loop(lw.index(0), lw.index(groupSize), chosen, [&](GpuBuilder &lj, Value first) {
+          Value last = lj.add(first, chosen);
+          lj.loop(lj.threadId(), nWords, lj.index(kTableThreads), [&](GpuBuilder &l, Value w) {
+            Value word = l.loop(
+                first, last, l.index(1), {l.i32(0)}, [&](GpuBuilder &li, Value i, ValueRange acc) {
+                  return SmallVector<Value>{li.orI(acc[0], li.load(words, {headWord(li, i, w)}))};
+                })[0];
+            l.store(word, unionWords, {w});
+          });
+          lj.barrier();
+          lj.loop(first, last, lj.index(1), [&](GpuBuilder &lh, Value i) {
+            Value none = lh.index(0);
+            emitTableFromSharedWords(lh, unionWords, scan, table, counts, b, rowOf(lh, i), kbCap,
+                                     none, none);
+          });
+          // The next sub-group's union goes where this one was read.
+          lj.barrier();
         });
-        lj.barrier();
-        lj.loop(first, last, lj.index(1), [&](GpuBuilder &lh, Value i) {
-          Value none = lh.index(0);
-          emitTableFromSharedWords(lh, unionWords, scan, table, counts, b, rowOf(lh, i), kbCap,
-                                   none, none);
-        });
-        // The next sub-group's union goes where this one was read.
-        lj.barrier();
       });
     });
   };

@@ -387,8 +387,10 @@ def Compact_ChooseExecGroupsOp : Compact_Op<"choose_exec_groups"> {
     rows are left as they are. `slack = 0` keeps the time-optimal per-head
     tables (a union is chosen only where it is free: heads that selected the
     same blocks); a large slack gives the paper's group union (`s' = G`)
-    wherever it is affordable. Row entries outside `[0, Kb)` and beyond the
-    count are ignored; duplicates count once.
+    wherever it is affordable. A row's count is clamped to `[0, Kb]`; entries
+    outside `[0, Kb)` are ignored and duplicates count once. Table rows that
+    are not `Hq * T` for a whole `T` (dynamic shapes) are not touched past
+    `Hq * floor(rows / Hq)`.
 
     Example:
 
