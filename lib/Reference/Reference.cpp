@@ -166,6 +166,19 @@ void selectBlocks(const ChunkShape &shape, const int32_t *ctxLens,
   }
 }
 
+namespace {
+/// The ascending list of the blocks flagged in `in` into a table row of
+/// `in.size()` entries, -1 padding; returns the count.
+int32_t writeTableRow(const std::vector<uint8_t> &in, int32_t *dst) {
+  int32_t n = 0;
+  for (size_t kb = 0; kb < in.size(); ++kb)
+    if (in[kb])
+      dst[n++] = int32_t(kb);
+  std::fill(dst + n, dst + in.size(), -1);
+  return n;
+}
+} // namespace
+
 void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
                 const uint8_t *mask, int64_t execGroupSize, int32_t *table,
                 int32_t *counts, int64_t rowsPerGroup) {
@@ -193,14 +206,7 @@ void blockUnion(const ChunkShape &shape, const int32_t *ctxLens,
       // last one its queries see (with T = 1: all the chunk's blocks).
       for (int64_t kb = g.firstOwnBlock(qbBegin); kb <= g.lastVisibleBlock(qbEnd - 1); ++kb)
         in[kb] = 1;
-      int32_t *dst = table + (size_t(b) * numRows + row) * kbCap;
-      int32_t n = 0;
-      for (int64_t kb = 0; kb < kbCap; ++kb)
-        if (in[kb])
-          dst[n++] = int32_t(kb);
-      counts[b * numRows + row] = n;
-      for (int64_t i = n; i < kbCap; ++i)
-        dst[i] = -1;
+      counts[b * numRows + row] = writeTableRow(in, table + (size_t(b) * numRows + row) * kbCap);
     }
   }
 }
@@ -243,15 +249,8 @@ void chooseExecGroups(const ChunkShape &shape, int64_t rowsPerHead, float slack,
           continue;
         for (int64_t first = kv * g; first < (kv + 1) * g; first += chosen) {
           unionOf(first, chosen);
-          for (int64_t h = first; h < first + chosen; ++h) {
-            int32_t *dst = table + rowOf(h) * kbCap;
-            int32_t n = 0;
-            for (int64_t kb = 0; kb < kbCap; ++kb)
-              if (in[kb])
-                dst[n++] = int32_t(kb);
-            counts[rowOf(h)] = n;
-            std::fill(dst + n, dst + kbCap, -1);
-          }
+          for (int64_t h = first; h < first + chosen; ++h)
+            counts[rowOf(h)] = writeTableRow(in, table + rowOf(h) * kbCap);
         }
       }
 }

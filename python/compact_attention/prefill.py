@@ -5,10 +5,9 @@ with no host synchronisation, and a torch.library custom op around it."""
 
 import ctypes
 import itertools
-import math
 
 from . import _native
-from .runtime import CompactError, Runtime, _torch
+from .runtime import CompactError, Runtime, _check_slack, _torch
 
 
 class PlanDesc(ctypes.Structure):
@@ -74,10 +73,7 @@ class ChunkedPrefill:
             raise ValueError("argument 'runtime': expected a compact_attention.Runtime")
         self.rt = runtime
         self.s = runtime._group(exec_group_size)
-        if not (isinstance(group_slack, (int, float)) and math.isfinite(group_slack)
-                and group_slack >= 0):
-            raise ValueError("argument 'group_slack': expected a finite number >= 0, got "
-                             f"{group_slack!r}")
+        group_slack = _check_slack(group_slack, "group_slack")
         lib = runtime._lib
         _prototypes(lib)
         if per_query_block and not (max_chunk_len and max_chunk_len > 0):
@@ -85,7 +81,7 @@ class ChunkedPrefill:
                              f"per_query_block=True, got {max_chunk_len}")
         desc = PlanDesc(runtime.config, self.s, Runtime._selection(alpha, sink, window),
                         runtime._scale(scale), max_batch, block_capacity, int(per_query_block),
-                        int(max_chunk_len or 0), float(group_slack))
+                        int(max_chunk_len or 0), group_slack)
         handle = ctypes.c_void_p()
         if lib.compact_rt_plan_create(runtime._handle, ctypes.byref(desc), ctypes.byref(handle)):
             raise CompactError(_native.last_error())

@@ -17,6 +17,13 @@ class CompactError(RuntimeError):
     """A failure reported by the runtime (its message names the argument)."""
 
 
+def _check_slack(value, name):
+    """A slack of the execution-group choice: a finite number >= 0."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"argument '{name}': expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _torch():
     try:
         import torch
@@ -293,9 +300,7 @@ class Runtime:
         group and table row, the largest sub-group size whose work is within
         (1 + slack) of the per-head tables' replaces each head's row by its
         sub-group's union."""
-        import math
-        if not (isinstance(slack, (int, float)) and math.isfinite(slack) and slack >= 0):
-            raise ValueError(f"argument 'slack': expected a finite number >= 0, got {slack!r}")
+        slack = _check_slack(slack, "slack")
         B = self._dims(table, "table", 3)[0]
         t, c, per_qb = self._tables(table, counts, B, 1, chunk_len)
         shape = self._shape(B, chunk_len, capacity=table.shape[2], per_query_block=per_qb)
