@@ -82,6 +82,20 @@ public:
   void commitGroup(ValueRange tokens);
   void waitGroups(int32_t pending);
 
+  // mbarriers (8 bytes of shared memory each) between a producer warp and
+  // consumer warps; `address` is the barrier's shared-window address (i32).
+
+  /// mbarrier.init with `count` arrivals per phase.
+  void mbarrierInit(Value address, int64_t count);
+  /// Spins until the phase of parity `parity` (i32, 0 / 1) has completed.
+  /// A fresh barrier counts the phase of parity 1 as completed.
+  void mbarrierWait(Value address, Value parity);
+  /// One arrival, from the threads whose `flag` (i1) is true.
+  void mbarrierArriveIf(Value address, Value flag);
+  /// One arrival once every cp.async this thread has issued has landed (the
+  /// arrival is one of the `count` the barrier was initialised with).
+  void copyAsyncArrive(Value address);
+
   // Hopper (sm_90a) warpgroup matrix multiply, as inline PTX: MLIR's NVVM
   // ops have no register-A form, and the fences must stay where they are.
 

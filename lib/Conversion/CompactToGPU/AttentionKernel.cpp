@@ -15,10 +15,15 @@
 //   * GQA packing: the group's s heads and the chunk's C rows form one row
 //     stream, t-major (row r is token r / s of head e * s + r % s), so every
 //     K/V tile serves all s heads and a row tile spans only 128 / s tokens.
-//   * The table walk: the group's blocks (ascending) in 64-key tiles; a tile
-//     lies in one page (page size >= 64), found through the page table, and
-//     is copied in place with cp.async into swizzled shared memory, two
-//     stages deep. Blocks that start after the tile's last query are skipped.
+//   * The table walk: the group's blocks (ascending) in 128- or 64-key tiles;
+//     each 64-key part lies in one page (page size >= 64), found through the
+//     page table, and is copied in place with cp.async into swizzled shared
+//     memory, two stages deep. Blocks that start after the tile's last query
+//     are skipped. wgmma: a producer warpgroup issues the copies into K and
+//     V rings whose stages hand over through mbarriers (full: the copies
+//     landed; empty: all eight consumer warps are done), so the consumers
+//     never meet at a CTA-wide barrier. mma_sync: all warps copy, two
+//     barriers per tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
 //     need it, the online softmax in base 2 (scale folded into the logits),
 //     P cast to bf16/f16 in registers (the accumulator layout is the next A
@@ -29,6 +34,7 @@
 #include "KernelPlan.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -40,6 +46,16 @@ using arith::CmpIPredicate;
 namespace {
 
 constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
+// The wgmma path adds a producer warpgroup (warps 8-11) that copies K / V
+// tiles into kStages-deep rings; mbarriers say when a stage is full and when
+// every consumer warp is done with it. Registers are handed over with
+// setmaxnreg: 128 * 96 + 256 * 208 <= 64K (each of the 4 schedulers holds 3
+// warps, so without it every warp would get 168). The producer's 16 copies
+// a tile, unrolled, need the 96 (ptxas spills at 88).
+constexpr int64_t kProducerThreads = 128, kStages = 2;
+constexpr int64_t kProducerRegisters = 96, kConsumerRegisters = 208;
+// Per stage of each ring (K, V): a "full" and an "empty" barrier.
+constexpr int64_t kBarrierBytes = 2 * 2 * kStages * 8;
 // Keys per K/V tile: 128 on the wgmma path when a KV block holds whole
 // 128-key tiles (half the barriers and softmax bookkeeping per key, and
 // m64n128 products for S), else 64.
@@ -65,7 +81,14 @@ struct AttentionConfig {
 
   int64_t tileBytes() const { return tileKeys * headDim * 2; }
   int64_t queryBytes() const { return kRows * headDim * 2; }
-  int64_t sharedBytes() const { return queryBytes() + 4 * tileBytes(); }
+  int64_t stages() const { return path == MatrixPath::Wgmma ? kStages : 2; }
+  int64_t tileRingBytes() const { return queryBytes() + 2 * stages() * tileBytes(); }
+  int64_t sharedBytes() const {
+    return tileRingBytes() + (path == MatrixPath::Wgmma ? kBarrierBytes : 0);
+  }
+  int64_t threads() const {
+    return path == MatrixPath::Wgmma ? kThreads + kProducerThreads : kThreads;
+  }
   int64_t chunksPerRow() const { return headDim / 8; }
 };
 
@@ -223,7 +246,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   if (cfg.split)
     batchBlocks = host.mul(batchBlocks, host.dim(op.getPartialOut(), 0));
   plan.grid = {host.ceilDiv(packedRows, host.index(kRows)), host.index(groups), batchBlocks};
-  plan.block = {kThreads, 1, 1};
+  plan.block = {cfg.threads(), 1, 1};
   plan.shared.fixed = cfg.sharedBytes();
   plan.gridRule = cfg.split ? "[ceil(C * s / 128), E, B * S]" : "[ceil(C * s / 128), E, B]";
   plan.minBlocksPerMultiprocessor = 1;
@@ -281,19 +304,22 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     }
     Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
 
-    // Shared memory: Q, then two stages of K, then two of V. mma_sync: rows of
-    // D elements, 16-byte chunks XOR-swizzled by row; wgmma: the canonical
-    // 128-byte-swizzle K-major layout, [D / 64 halves][rows][64].
+    // Shared memory: Q, then the stages of K, then those of V (then, on the
+    // wgmma path, the ring barriers). mma_sync: rows of D elements, 16-byte
+    // chunks XOR-swizzled by row; wgmma: the canonical 128-byte-swizzle
+    // K-major layout, [D / 64 halves][rows][64].
     const bool wgmma = cfg.path == MatrixPath::Wgmma;
-    const int64_t halves = (d + 63) / 64;
-    const int64_t keyBytes = cfg.queryBytes(), valueBytes = cfg.queryBytes() + 2 * cfg.tileBytes();
+    const int64_t halves = (d + 63) / 64, stages = cfg.stages();
+    const int64_t keyBytes = cfg.queryBytes(),
+                  valueBytes = cfg.queryBytes() + stages * cfg.tileBytes();
     Value queryTile = wgmma ? gb.sharedView(shared, 0, {halves, kRows, 64}, cfg.element)
                             : gb.sharedView(shared, 0, {kRows, d}, cfg.element);
-    Value keyTiles = wgmma ? gb.sharedView(shared, keyBytes, {2, halves, kKeys, 64}, cfg.element)
-                           : gb.sharedView(shared, keyBytes, {2, kKeys, d}, cfg.element);
+    Value keyTiles =
+        wgmma ? gb.sharedView(shared, keyBytes, {stages, halves, kKeys, 64}, cfg.element)
+              : gb.sharedView(shared, keyBytes, {stages, kKeys, d}, cfg.element);
     Value valueTiles =
-        wgmma ? gb.sharedView(shared, valueBytes, {2, halves, kKeys, 64}, cfg.element)
-              : gb.sharedView(shared, valueBytes, {2, kKeys, d}, cfg.element);
+        wgmma ? gb.sharedView(shared, valueBytes, {stages, halves, kKeys, 64}, cfg.element)
+              : gb.sharedView(shared, valueBytes, {stages, kKeys, d}, cfg.element);
     // Where the 16-byte chunk of row r at column x (a multiple of 8) goes.
     auto placement = [&](LoopBuilder &l, Value r, Value x) -> SmallVector<Value, 3> {
       if (!wgmma)
@@ -314,47 +340,126 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };
-    // Copies of the K and / or V tile `tile` (zeros unless `want`) into `stage`.
+    // Copies of the K and / or V tile `tile` (zeros unless `want`) into
+    // `stage`, by `threads` threads (`thread` is this one's index among
+    // them); the copies' tokens go to `tokens` unless it is null (the
+    // producer warps wait on barriers, not on groups).
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
-                         SmallVector<Value> &tokens, bool keys, bool values) {
+                         SmallVector<Value> *tokens, bool keys, bool values, Value thread,
+                         int64_t threads) {
       Value j0 = tileStart(l, tile);
-      // The page of each 64-key part of the tile (a page holds whole parts;
-      // a 128-key tile spans two pages of 64). A part past the context (the
-      // tail of a partial last block) uses the last page of the context, so
-      // no page-table entry beyond the sequence is read; its keys are
-      // zero-filled.
-      SmallVector<Value> pages, slots;
+      const int64_t rowsPerStep = threads / cpr, stepsPerPart = kNarrowKeys / rowsPerStep;
       for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
+        // The page of each 64-key part of the tile (a page holds whole parts;
+        // a 128-key tile spans two pages of 64). A part past the context (the
+        // tail of a partial last block) uses the last page of the context, so
+        // no page-table entry beyond the sequence is read; its keys are
+        // zero-filled.
         Value jPart = l.add(j0, l.index(part * kNarrowKeys));
         Value pageIndex =
             l.min(l.div(l.min(jPart, l.sub(ctxLen, l.index(1))), l.index(cfg.pageSize)),
                   l.sub(l.dim(pageTable, 1), l.index(1)));
-        pages.push_back(l.toIndex(l.load(pageTable, {b, pageIndex})));
-        slots.push_back(l.rem(jPart, l.index(cfg.pageSize)));
-      }
-      const int64_t rowsPerStep = kThreads / cpr;
-      for (int64_t i = 0; i < kKeys * cpr / kThreads; ++i) {
-        Value c = l.add(l.index(i * kThreads), l.threadId());
-        Value r = l.div(c, l.index(cpr));
-        Value x = l.mul(l.rem(c, l.index(cpr)), l.index(8));
-        // Rows [i * rowsPerStep, (i + 1) * rowsPerStep) lie in one part.
-        const int64_t part = i * rowsPerStep / kNarrowKeys;
-        Value inPart = l.sub(r, l.index(part * kNarrowKeys));
-        // Keys past the context are zero-filled: not even their (stale) page
-        // slots are read.
-        Value valid = l.andI(want, l.cmp(CmpIPredicate::ult, l.add(j0, r), ctxLen));
-        SmallVector<Value, 4> src =
-            cacheIndices(cfg.layout, pages[part], l.add(slots[part], inPart), kv, x);
-        SmallVector<Value, 4> at = inStage(stage, placement(l, r, x));
-        if (keys)
-          tokens.push_back(l.copyAsync16(keyTiles, at, kCache, src, valid));
-        if (values)
-          tokens.push_back(l.copyAsync16(valueTiles, at, vCache, src, valid));
+        Value page = l.toIndex(l.load(pageTable, {b, pageIndex}));
+        Value slot = l.rem(jPart, l.index(cfg.pageSize));
+        // Step i copies rows [i * rowsPerStep, (i + 1) * rowsPerStep) of the part.
+        auto copyStep = [&](GpuBuilder &ls, Value i) {
+          Value c = ls.add(ls.mul(i, ls.index(threads)), thread);
+          Value inPart = ls.div(c, ls.index(cpr));
+          Value r = ls.add(inPart, ls.index(part * kNarrowKeys));
+          Value x = ls.mul(ls.rem(c, ls.index(cpr)), ls.index(8));
+          // Keys past the context are zero-filled: not even their (stale)
+          // page slots are read.
+          Value valid = ls.andI(want, ls.cmp(CmpIPredicate::ult, ls.add(j0, r), ctxLen));
+          SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, ls.add(slot, inPart), kv, x);
+          SmallVector<Value, 4> at = inStage(stage, placement(ls, r, x));
+          for (auto [copy, tiles, cache] :
+               {std::tuple{keys, keyTiles, kCache}, std::tuple{values, valueTiles, vCache}}) {
+            if (!copy)
+              continue;
+            Value token = ls.copyAsync16(tiles, at, cache, src, valid);
+            if (tokens)
+              tokens->push_back(token);
+          }
+        };
+        for (int64_t i = 0; i < stepsPerPart; ++i)
+          copyStep(l, l.index(i));
       }
     };
 
-    // Prologue: the row tile's queries and the first K tile (and V tile on
-    // the mma_sync path; the wgmma pipeline brings V one iteration later).
+    Value anyTile = gb.cmp(CmpIPredicate::ugt, numTiles, gb.index(0));
+    // The walk's tiles: with none, one masked tile of zeros keeps the code
+    // straight (its rows end with l = 0 and are written as zeros).
+    Value walkTiles = gb.max(numTiles, gb.index(1));
+
+    Value sharedBase;
+    if (wgmma) {
+      Value address = memref::ExtractAlignedPointerAsIndexOp::create(gb.builder(), gb.location(),
+                                                                     shared);
+      sharedBase = arith::IndexCastUIOp::create(gb.builder(), gb.location(),
+                                                gb.builder().getI64Type(), address);
+    }
+    // The shared address (i64) of byte `offset` (index) of the shared memory.
+    auto sharedAddress = [&](GpuBuilder &l, Value offset) {
+      return arith::AddIOp::create(
+          l.builder(), l.location(), sharedBase,
+          arith::IndexCastUIOp::create(l.builder(), l.location(), l.builder().getI64Type(),
+                                       offset));
+    };
+    // wgmma: tile j of the walk goes to stage j % kStages of its ring (0: K,
+    // 1: V); its "full" barrier completes phase j / kStages once the copies
+    // landed, its "empty" barrier once every consumer warp is done with it.
+    auto stageOf = [&](GpuBuilder &l, Value tile) { return l.rem(tile, l.index(kStages)); };
+    auto phaseParity = [&](GpuBuilder &l, Value tile, bool flip) {
+      Value parity = l.rem(l.div(tile, l.index(kStages)), l.index(2));
+      return l.toI32(flip ? l.sub(l.index(1), parity) : parity);
+    };
+    auto ringBarrier = [&](GpuBuilder &l, bool empty, int64_t ring, Value tile) {
+      int64_t first = cfg.tileRingBytes() + ((empty ? 2 : 0) + ring) * kStages * 8;
+      Value offset = l.add(l.index(first), l.mul(stageOf(l, tile), l.index(8)));
+      return arith::TruncIOp::create(l.builder(), l.location(), l.builder().getI32Type(),
+                                     sharedAddress(l, offset))
+          .getResult();
+    };
+
+    scf::IfOp roles;
+    if (wgmma) {
+      // The producer warpgroup walks the table ahead of the consumers, as far
+      // as the rings' free stages let it: per tile, K then V, each after its
+      // stage was released. Each producer thread's cp.async arrive counts
+      // once, so a full barrier expects kProducerThreads arrivals, an empty
+      // one kWarps.
+      gb.when(gb.cmp(CmpIPredicate::eq, tid, gb.index(0)), [&](GpuBuilder &w) {
+        for (int64_t ring = 0; ring < 2; ++ring)
+          for (int64_t stage = 0; stage < kStages; ++stage) {
+            w.mbarrierInit(ringBarrier(w, false, ring, w.index(stage)), kProducerThreads);
+            w.mbarrierInit(ringBarrier(w, true, ring, w.index(stage)), kWarps);
+          }
+      });
+      gb.barrier();
+      // Producer and consumers are the two sides of one branch: what only
+      // the consumers use is not live through the producer's small register
+      // budget. The consumer side is the rest of the kernel (until the end of
+      // the body, where the insertion point leaves this region again).
+      Value producer = gb.cmp(CmpIPredicate::uge, warp, gb.index(kWarps));
+      roles = scf::IfOp::create(gb.builder(), gb.location(), producer, /*withElseRegion=*/true);
+      gb.builder().setInsertionPoint(roles.thenBlock()->getTerminator());
+      gb.ptx("setmaxnreg.dec.sync.aligned.u32 " + std::to_string(kProducerRegisters) + ";");
+      Value producerThread = gb.sub(tid, gb.index(kThreads));
+      gb.loop(gb.index(0), walkTiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
+        Value want = l.cmp(CmpIPredicate::ult, tile, numTiles);
+        for (int64_t ring = 0; ring < 2; ++ring) {
+          l.mbarrierWait(ringBarrier(l, true, ring, tile), phaseParity(l, tile, /*flip=*/true));
+          issueTile(l, tile, want, stageOf(l, tile), /*tokens=*/nullptr, /*keys=*/ring == 0,
+                    /*values=*/ring == 1, producerThread, kProducerThreads);
+          l.copyAsyncArrive(ringBarrier(l, false, ring, tile));
+        }
+      });
+      gb.builder().setInsertionPoint(roles.elseBlock()->getTerminator());
+      gb.ptx("setmaxnreg.inc.sync.aligned.u32 " + std::to_string(kConsumerRegisters) + ";");
+    }
+
+    // Prologue: the row tile's queries (and on the mma_sync path the first K
+    // and V tile).
     SmallVector<Value> tokens;
     for (int64_t i = 0; i < kRows * cpr / kThreads; ++i) {
       Value c = gb.add(gb.index(i * kThreads), tid);
@@ -367,18 +472,24 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       Value h = gb.add(gb.mul(e, gb.index(s)), gb.rem(packedRead, gb.index(s)));
       tokens.push_back(gb.copyAsync16(queryTile, placement(gb, r, x), q, {b, t, h, x}, valid));
     }
-    Value anyTile = gb.cmp(CmpIPredicate::ugt, numTiles, gb.index(0));
-    issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens, /*keys=*/true, /*values=*/!wgmma);
+    if (!wgmma)
+      issueTile(gb, gb.index(0), anyTile, gb.index(0), &tokens, /*keys=*/true, /*values=*/true,
+                tid, kThreads);
     gb.commitGroup(tokens);
     gb.waitGroups(0);
-    if (wgmma) // cp.async wrote what the tensor cores read through the async proxy
+    if (wgmma) {
+      // cp.async wrote what the tensor cores read through the async proxy;
+      // named barrier 1 holds the consumer warps only.
       gb.ptx("fence.proxy.async.shared::cta;");
-    gb.barrier();
+      gb.ptx("bar.sync 1, " + std::to_string(kThreads) + ";");
+    } else {
+      gb.barrier();
+    }
 
     // mma_sync: this warp's 16 query rows as A fragments, for the whole head
     // dim. wgmma: descriptors of this warpgroup's 64 rows.
     SmallVector<SmallVector<Value, 4>> qFrag;
-    Value sharedBase, warpgroupRows;
+    Value warpgroupRows;
     if (!wgmma) {
       Value r = gb.add(gb.mul(warp, gb.index(16)), gb.rem(lane, gb.index(16)));
       for (int64_t ks = 0; ks < d / 16; ++ks) {
@@ -386,20 +497,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         qFrag.push_back(gb.ldmatrix(queryTile, {r, swizzledColumn(gb, r, col)}, 4, false));
       }
     } else {
-      Value address = memref::ExtractAlignedPointerAsIndexOp::create(gb.builder(), gb.location(),
-                                                                     shared);
-      sharedBase = arith::IndexCastUIOp::create(gb.builder(), gb.location(),
-                                                gb.builder().getI64Type(), address);
       // The warpgroup, broadcast from lane 0: the walks branch on it.
       warpgroupRows = gb.toIndex(gb.warpUniform(gb.toI32(gb.div(warp, gb.index(4)))));
     }
-    // The shared address (i64) of byte `offset` (index) of the shared memory.
-    auto sharedAddress = [&](GpuBuilder &l, Value offset) {
-      return arith::AddIOp::create(
-          l.builder(), l.location(), sharedBase,
-          arith::IndexCastUIOp::create(l.builder(), l.location(), l.builder().getI64Type(),
-                                       offset));
-    };
     Value groupRow = gb.div(lane, gb.index(4)), quadCol = gb.rem(lane, gb.index(4));
     Value rowLo = gb.add(gb.add(m0, gb.mul(warp, gb.index(16))), groupRow);
     Value rowHi = gb.add(rowLo, gb.index(8));
@@ -579,14 +679,18 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         }
       }
     };
-    // The copies of this iteration landed and are visible to the tensor
-    // cores; every warp is done with the stages the next copies refill. The
-    // two warpgroups reach this barrier from different code (their walks
-    // differ), so it is the non-aligned barrier.sync, not bar.sync.
-    auto tilesLanded = [&](GpuBuilder &l) {
-      l.waitGroups(0);
-      l.ptx("fence.proxy.async.shared::cta;"); // cp.async wrote what wgmma reads
-      l.ptx("barrier.sync 0;");
+    // wgmma consumers: wait until the stages of `tiles` ((ring, tile) pairs)
+    // are full, then fence (cp.async wrote what the tensor cores read through
+    // the async proxy); release a stage once this warp's products that read it
+    // are done (lane 0 arrives for the warp).
+    auto waitTiles = [&](GpuBuilder &l, ArrayRef<std::pair<int64_t, Value>> tiles) {
+      for (auto [ring, tile] : tiles)
+        l.mbarrierWait(ringBarrier(l, false, ring, tile), phaseParity(l, tile, /*flip=*/false));
+      l.ptx("fence.proxy.async.shared::cta;");
+    };
+    auto release = [&](GpuBuilder &l, int64_t ring, Value tile) {
+      l.mbarrierArriveIf(ringBarrier(l, true, ring, tile),
+                         l.cmp(CmpIPredicate::eq, l.laneId(), l.index(0)));
     };
 
     // O (D/8 n-tiles x 4) and the m and l of the two rows, after the walk.
@@ -596,9 +700,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // Software pipeline (FlashAttention-3's intra-warpgroup overlap): in
       // iteration j the tensor cores run S_j = Q K_j^T and then
       // O += P_{j-1} V_{j-1} while the warps wait only for S_j and run the
-      // softmax of tile j under P V. K runs one tile ahead of V: iteration j
-      // brings K_{j+1} and V_j, each into the stage its tile-before-last
-      // left (read and waited for by iteration j - 1).
+      // softmax of tile j under P V. The producer warpgroup fills the K and V
+      // rings ahead; a K stage is released once S has read it, a V stage
+      // once P V has.
       //
       // Warpgroup 0 issues its products first and runs the softmax under
       // them (walkProductsFirst); warpgroup 1 runs the softmax of the tile
@@ -607,53 +711,37 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // turns on the tensor cores and on the exp2 / ALU pipes instead of
       // both waiting for their scores at the same time.
 
-      // Shared by both walks: the copies of K_1 and V_0, then S_0 waited for.
+      // Shared by both walks: S_0, waited for.
       auto firstScores = [&](GpuBuilder &g) {
-        Value one = g.index(1);
-        Value hasSecond = g.cmp(CmpIPredicate::ult, one, numTiles);
-        SmallVector<Value> copies;
-        issueTile(g, g.select(hasSecond, one, g.index(0)), hasSecond, one, copies,
-                  /*keys=*/true, /*values=*/false);
-        issueTile(g, g.index(0), anyTile, g.index(0), copies, /*keys=*/false, /*values=*/true);
-        g.commitGroup(copies);
-        SmallVector<Value> s0 = issueScores(g, g.index(0));
+        Value first = g.index(0);
+        waitTiles(g, {{0, first}});
+        SmallVector<Value> s0 = issueScores(g, stageOf(g, first));
         g.ptx("wgmma.wait_group.sync.aligned 0;");
-        return g.fenceOperands(s0);
-      };
-      // Iteration `tile`'s copies: K_{tile+1} (zeros past the walk) into the
-      // stage of K_{tile-1}, V_tile into the stage of V_{tile-2}.
-      auto copyAhead = [&](GpuBuilder &l, Value tile, Value stage, Value prevStage) {
-        Value next = l.add(tile, l.index(1));
-        Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
-        SmallVector<Value> copies;
-        issueTile(l, l.select(hasNext, next, tile), hasNext, prevStage, copies,
-                  /*keys=*/true, /*values=*/false);
-        issueTile(l, tile, l.boolean(true), stage, copies, /*keys=*/false, /*values=*/true);
-        l.commitGroup(copies);
+        s0 = g.fenceOperands(s0);
+        release(g, 0, first);
+        return s0;
       };
       auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
         Value one = g.index(1);
         SmallVector<Value> s0 = firstScores(g);
         Value negInf[2] = {g.negInf(f32), g.negInf(f32)}, zero[2] = {g.f32(0.0f), g.f32(0.0f)};
         SoftmaxStep first = softmaxTile(g, g.index(0), anyTile, s0, negInf, zero);
-        tilesLanded(g);
 
         SmallVector<Value> init(oTiles * 4, g.f32(0.0f));
         init.append({first.m[0], first.m[1], first.l[0], first.l[1]});
         init.append(first.pRegs.begin(), first.pRegs.end());
         const size_t pAt = oTiles * 4 + 4;
         SmallVector<Value> state = g.loop(
-            one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
-              Value stage = l.rem(tile, l.index(2));
-              Value prevStage = l.sub(l.index(1), stage);
-              copyAhead(l, tile, stage, prevStage);
-
-              SmallVector<Value> scores = issueScores(l, stage);
+            one, walkTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
+              Value prev = l.sub(tile, l.index(1));
+              waitTiles(l, {{0, tile}, {1, prev}});
+              SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
               SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
               SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
-              SmallVector<Value> oAcc = issueValues(l, prevStage, pPrev, oIn);
+              SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), pPrev, oIn);
               l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
               scores = l.fenceOperands(scores);
+              release(l, 0, tile);
               Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
               Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
               SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
@@ -663,22 +751,24 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
               SmallVector<Value> done(oAcc.begin(), oAcc.end());
               done.append(pPrev.begin(), pPrev.end());
               done = l.fenceOperands(done);
+              release(l, 1, prev);
               SmallVector<Value> oNext(done.begin(), done.begin() + oTiles * 4);
               rescale(l, oNext, step.alpha);
-              tilesLanded(l);
 
               oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
               oNext.append(step.pRegs.begin(), step.pRegs.end());
               return oNext;
             });
         // The last tile's P V (over zeros when there was no tile).
-        Value lastStage = g.rem(g.sub(g.max(numTiles, one), one), g.index(2));
+        Value lastTile = g.sub(walkTiles, one);
+        waitTiles(g, {{1, lastTile}});
         SmallVector<Value> pLast(state.begin() + pAt, state.end());
         SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
-        SmallVector<Value> oAcc = issueValues(g, lastStage, pLast, oLast);
+        SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), pLast, oLast);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(pLast.begin(), pLast.end());
         oAcc = g.fenceOperands(oAcc);
+        release(g, 1, lastTile);
         SmallVector<Value> result(oAcc.begin(), oAcc.begin() + oTiles * 4);
         result.append({state[oTiles * 4], state[oTiles * 4 + 1], state[oTiles * 4 + 2],
                        state[oTiles * 4 + 3]});
@@ -687,7 +777,6 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       auto walkSoftmaxFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
         Value one = g.index(1);
         SmallVector<Value> s0 = firstScores(g);
-        tilesLanded(g);
 
         // State between tiles: O (in the scale of the last softmax), m, l,
         // and the raw scores of the tile before.
@@ -708,22 +797,20 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           return oIn;
         };
         SmallVector<Value> state = g.loop(
-            one, numTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
-              Value stage = l.rem(tile, l.index(2));
-              Value prevStage = l.sub(l.index(1), stage);
-              copyAhead(l, tile, stage, prevStage);
-
+            one, walkTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
+              Value prev = l.sub(tile, l.index(1));
               SoftmaxStep step;
-              SmallVector<Value> oIn = softmaxAndRescale(l, l.sub(tile, l.index(1)),
-                                                         l.boolean(true), iters, step);
-              SmallVector<Value> scores = issueScores(l, stage);
-              SmallVector<Value> oAcc = issueValues(l, prevStage, step.pRegs, oIn);
+              SmallVector<Value> oIn = softmaxAndRescale(l, prev, l.boolean(true), iters, step);
+              waitTiles(l, {{0, tile}, {1, prev}});
+              SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
+              SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), step.pRegs, oIn);
               l.ptx("wgmma.wait_group.sync.aligned 0;");
               SmallVector<Value> done(oAcc.begin(), oAcc.end());
               done.append(scores.begin(), scores.end());
               done.append(step.pRegs.begin(), step.pRegs.end());
               done = l.fenceOperands(done);
-              tilesLanded(l);
+              release(l, 0, tile);
+              release(l, 1, prev);
 
               SmallVector<Value> carried(done.begin(), done.begin() + oTiles * 4);
               carried.append({step.m[0], step.m[1], step.l[0], step.l[1]});
@@ -732,14 +819,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
               return carried;
             });
         // The last tile (a masked one when there was none).
-        Value lastTile = g.sub(g.max(numTiles, one), one);
-        Value lastStage = g.rem(lastTile, g.index(2));
+        Value lastTile = g.sub(walkTiles, one);
         SoftmaxStep step;
         SmallVector<Value> oIn = softmaxAndRescale(g, lastTile, anyTile, state, step);
-        SmallVector<Value> oAcc = issueValues(g, lastStage, step.pRegs, oIn);
+        waitTiles(g, {{1, lastTile}});
+        SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), step.pRegs, oIn);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(step.pRegs.begin(), step.pRegs.end());
         oAcc = g.fenceOperands(oAcc);
+        release(g, 1, lastTile);
         SmallVector<Value> result(oAcc.begin(), oAcc.begin() + oTiles * 4);
         result.append({step.m[0], step.m[1], step.l[0], step.l[1]});
         return result;
@@ -762,8 +850,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             Value next = l.add(tile, l.index(1));
             Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
             SmallVector<Value> copies;
-            issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage), copies,
-                      /*keys=*/true, /*values=*/true);
+            issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage), &copies,
+                      /*keys=*/true, /*values=*/true, l.threadId(), kThreads);
             l.commitGroup(copies);
             l.waitGroups(1);
             l.barrier();
@@ -821,6 +909,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         }
       });
     }
+    if (roles)
+      gb.builder().setInsertionPointAfter(roles);
   };
   if (!cfg.split)
     return Plans{std::move(plan)};

@@ -235,6 +235,34 @@ Value GpuBuilder::rereadBlockId(gpu::Dimension d) {
   return toIndex(inlineAsm(*this, builder().getI32Type(), {}, text, "=r"));
 }
 
+void GpuBuilder::mbarrierInit(Value address, int64_t count) {
+  inlineAsm(*this, Type(), {address},
+            "mbarrier.init.shared::cta.b64 [$0], " + std::to_string(count) + ";", "r");
+}
+
+void GpuBuilder::mbarrierWait(Value address, Value parity) {
+  // try_wait suspends for a while before it fails; the loop retries. The
+  // labels are local to the braces, so the statement can appear many times.
+  inlineAsm(*this, Type(), {address, parity},
+            "{\n.reg .pred done;\nwait_again:\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n"
+            "@!done bra wait_again;\n}",
+            "r,r");
+}
+
+void GpuBuilder::mbarrierArriveIf(Value address, Value flag) {
+  Value flag32 = arith::ExtUIOp::create(builder(), location(), builder().getI32Type(), flag);
+  inlineAsm(*this, Type(), {address, flag32},
+            "{\n.reg .pred p;\nsetp.ne.u32 p, $1, 0;\n"
+            "@p mbarrier.arrive.shared::cta.b64 _, [$0];\n}",
+            "r,r");
+}
+
+void GpuBuilder::copyAsyncArrive(Value address) {
+  inlineAsm(*this, Type(), {address}, "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];",
+            "r");
+}
+
 namespace {
 
 SmallVector<Value> unpack(GpuBuilder &gb, Value structValue, size_t n) {

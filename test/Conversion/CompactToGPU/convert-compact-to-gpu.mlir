@@ -1,64 +1,92 @@
 // RUN: compact-opt %s -split-input-file -convert-compact-to-gpu -canonicalize -cse | FileCheck %s
 
 // Paged attention, wgmma path (the default). The host side is one launch of
-// 256 threads per 128 packed rows, execution group and sequence; the kernel
-// is the software pipeline of attention v2 over 128-key tiles (a KV block of
-// 128 holds one), Q (32 KB) and two stages of K and V (4 x 32 KB) in shared
-// memory. After Q and K_0 land, the warpgroups take different walks between
-// the same per-tile barriers (the non-aligned barrier.sync): warpgroup 1
-// runs the softmax of the tile before first, then issues S_j (8 k-steps of
-// m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A, MN-major V);
-// warpgroup 0 issues S_j and P_{j-1} V_{j-1} together, waits for S_j only and
-// runs the softmax (ex2) under P V. Each iteration copies the next K and this
-// V (the page of each 64-key part looked up).
+// 384 threads per 128 packed rows, execution group and sequence: two consumer
+// warpgroups and a producer warpgroup. Shared memory: Q (32 KB), two stages
+// each of K and V (4 x 32 KB) and 8 ring barriers (64 bytes). Thread 0
+// initialises the barriers (a full one expects the 128 producer threads'
+// cp.async arrivals, an empty one the 8 consumer warps), then the roles
+// split and trade registers (setmaxnreg). The producer walks the table: per
+// 128-key tile it waits for a free K stage, copies K (16 cp.async a thread,
+// the page of each 64-key part looked up) and arrives on the stage's full
+// barrier once they land; then the same for V. The consumers load Q, meet at
+// named barrier 1, and take different walks: warpgroup 1 runs the softmax of
+// the tile before first, then waits for K_j and V_{j-1}, issues S_j (8
+// k-steps of m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A,
+// MN-major V) and releases both stages; warpgroup 0 issues S_j and
+// P_{j-1} V_{j-1} together, waits for S_j only, releases K_j, runs the
+// softmax (ex2) under P V, then releases V_{j-1}.
 // CHECK-LABEL: func.func @paged_attention
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
-//  CHECK-SAME:     threads in (%c256, %c1, %c1)  dynamic_shared_memory_size %c163840_i32
+//  CHECK-SAME:     threads in (%c384, %c1, %c1)  dynamic_shared_memory_size %c163904_i32
 // CHECK-LABEL: gpu.func @paged_attention_attention
 //  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
-//       CHECK:   nvgpu.device_async_copy %arg0
-//       CHECK:   nvgpu.device_async_copy %arg1
-//       CHECK:   nvvm.cp.async.wait.group 0
-//       CHECK:   "fence.proxy.async.shared::cta;"
+//       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 128;"
+//       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 8;"
 //       CHECK:   gpu.barrier
 //       CHECK:   scf.if
+// The producer.
+//       CHECK:     "setmaxnreg.dec.sync.aligned.u32 96;"
+//       CHECK:     scf.for
+//       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
+// CHECK-COUNT-16:    nvgpu.device_async_copy %arg1
+//       CHECK:       "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
+// CHECK-COUNT-16:    nvgpu.device_async_copy %arg2
+//       CHECK:       "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:   } else {
+// The consumers.
+//       CHECK:     "setmaxnreg.inc.sync.aligned.u32 208;"
+//       CHECK:     nvgpu.device_async_copy %arg0
+//       CHECK:     nvvm.cp.async.wait.group 0
+//       CHECK:     "fence.proxy.async.shared::cta;"
+//       CHECK:     "bar.sync 1, 256;"
+//       CHECK:     scf.if
 // Warpgroup 1: softmax first.
+//       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:   "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
-//       CHECK:   "barrier.sync 0;"
+//       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   scf.for
-//       CHECK:     nvgpu.device_async_copy %arg1
-//       CHECK:     nvgpu.device_async_copy %arg2
 //       CHECK:     llvm.nvvm.ex2.approx
+//       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:     "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
-//       CHECK:     nvvm.cp.async.wait.group 0
-//       CHECK:     "barrier.sync 0;"
+//       CHECK:     @p mbarrier.arrive.shared::cta.b64
+//       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
 //       CHECK:   llvm.nvvm.ex2.approx
+//       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:   "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   } else {
 // Warpgroup 0: products first.
+//       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
+//       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   llvm.nvvm.ex2.approx
-//       CHECK:   "barrier.sync 0;"
 //       CHECK:   scf.for
-//       CHECK:     nvgpu.device_async_copy %arg1
-//       CHECK:     nvgpu.device_async_copy %arg2
+//       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:     "wgmma.wait_group.sync.aligned 1;"
+//       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
-//       CHECK:     nvvm.cp.async.wait.group 0
-//       CHECK:     "barrier.sync 0;"
+//       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
+//       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
-//       CHECK:   vector.store {{.*}} : memref<?x?x16x128xbf16>, vector<2xbf16>
+//       CHECK:   @p mbarrier.arrive.shared::cta.b64
 func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
                            %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
                            %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
