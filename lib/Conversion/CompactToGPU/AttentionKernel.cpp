@@ -49,11 +49,16 @@ constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
 // The wgmma path adds a producer warpgroup (warps 8-11) that copies K / V
 // tiles into kStages-deep rings; mbarriers say when a stage is full and when
 // every consumer warp is done with it. Registers are handed over with
-// setmaxnreg: 128 * 96 + 256 * 208 <= 64K (each of the 4 schedulers holds 3
-// warps, so without it every warp would get 168). The producer's 16 copies
-// a tile, unrolled, need the 96 (ptxas spills at 88).
+// setmaxnreg inside the block's launch allocation (384 threads x 168, as each
+// of the 4 schedulers holds 3 warps): an increase is served only from what
+// the decrease freed, so 128 * 96 + 256 * 200 <= 384 * 168, or the last
+// consumer warp waits forever. The producer's 16 copies a tile, unrolled,
+// need the 96 (ptxas spills at 88).
 constexpr int64_t kProducerThreads = 128, kStages = 2;
-constexpr int64_t kProducerRegisters = 96, kConsumerRegisters = 208;
+constexpr int64_t kProducerRegisters = 96, kConsumerRegisters = 200;
+static_assert(kProducerThreads * kProducerRegisters + kThreads * kConsumerRegisters <=
+                  (kThreads + kProducerThreads) * 168,
+              "setmaxnreg must stay inside the launch allocation");
 // Per stage of each ring (K, V): a "full" and an "empty" barrier.
 constexpr int64_t kBarrierBytes = 2 * 2 * kStages * 8;
 // Keys per K/V tile: 128 on the wgmma path when a KV block holds whole

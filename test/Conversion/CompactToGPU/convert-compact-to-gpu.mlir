@@ -37,7 +37,7 @@
 //       CHECK:       "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
 //       CHECK:   } else {
 // The consumers.
-//       CHECK:     "setmaxnreg.inc.sync.aligned.u32 208;"
+//       CHECK:     "setmaxnreg.inc.sync.aligned.u32 200;"
 //       CHECK:     nvgpu.device_async_copy %arg0
 //       CHECK:     nvvm.cp.async.wait.group 0
 //       CHECK:     "fence.proxy.async.shared::cta;"
