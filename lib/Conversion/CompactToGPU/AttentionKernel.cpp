@@ -1,11 +1,12 @@
 //===- AttentionKernel.cpp - paged attention on the tensor cores ----------===//
 //
-// FlashAttention style, one block of 8 warps (2 warpgroups) per (128 packed
-// query rows, execution group, sequence), on one of two matrix paths:
+// FlashAttention style, one block of 8 compute warps (2 warpgroups) per (128
+// packed query rows, execution group, sequence), on one of two matrix paths:
 //
 //   wgmma    (sm_90a) S = Q K^T with both operands read from 128-byte-
 //            swizzled shared memory through descriptors, O += P V with P from
-//            registers and V an MN-major shared operand (inline PTX);
+//            registers and V an MN-major shared operand (inline PTX); a third,
+//            producer warpgroup copies the K / V tiles;
 //   mma_sync (sm_80+) ldmatrix fragments and mma.sync m16n8k16: the fallback.
 //
 // Both keep S, P and O in the same register layout (rows 16w + lane/4 (+8),
