@@ -4,6 +4,7 @@
 
 #include "Context.h"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -37,6 +38,12 @@ std::string copyToHost(compact_rt_context *ctx, void *dst, const void *src, size
 }
 
 } // namespace
+
+std::string compact::rt::checkSlack(const char *name, float slack) {
+  if (std::isfinite(slack) && slack >= 0.0f)
+    return "";
+  return std::string(name) + " must be finite and >= 0, got " + std::to_string(slack);
+}
 
 std::string compact::rt::checkLens(const compact_rt_config &config, const compact_rt_shape &shape,
                                    const std::vector<int32_t> &lens) {

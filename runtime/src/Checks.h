@@ -28,6 +28,10 @@ std::string checkTables(const compact_rt_config &config, const compact_rt_shape 
                         int32_t execGroupSize, const std::vector<int32_t> &lens,
                         const std::vector<int32_t> &table, const std::vector<int32_t> &counts);
 
+/// A group slack (compact_rt_choose_exec_groups, plan desc->group_slack) is
+/// finite and >= 0; else what is wrong, naming the argument `name`.
+std::string checkSlack(const char *name, float slack);
+
 /// The device data a call reads, copied to the host (read in place in a dry
 /// run, where the "device" pointers are host memory) and checked: the context
 /// lengths always, the page table and the block tables when not null. Sets the

@@ -2,6 +2,7 @@
 
 #include "compact_rt.h"
 
+#include "Checks.h"
 #include "Context.h"
 
 #include <algorithm>
@@ -72,10 +73,8 @@ extern "C" compact_rt_status compact_rt_plan_create(compact_rt_context *ctx,
     return planError(COMPACT_RT_INVALID_ARGUMENT,
                      "compact_rt_plan_create: desc->selection needs alpha in (0, 1] and "
                      "non-negative sink and window");
-  if (!(std::isfinite(desc->group_slack) && desc->group_slack >= 0.0f))
-    return planError(COMPACT_RT_INVALID_ARGUMENT,
-                     "compact_rt_plan_create: desc->group_slack must be finite and >= 0, got " +
-                         std::to_string(desc->group_slack));
+  if (std::string wrong = checkSlack("desc->group_slack", desc->group_slack); !wrong.empty())
+    return planError(COMPACT_RT_INVALID_ARGUMENT, "compact_rt_plan_create: " + wrong);
   if (desc->group_slack > 0.0f && desc->exec_group_size != 1)
     return planError(COMPACT_RT_INVALID_ARGUMENT,
                      "compact_rt_plan_create: desc->group_slack > 0 chooses the execution group "

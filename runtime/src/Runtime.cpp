@@ -861,9 +861,8 @@ extern "C" compact_rt_status compact_rt_choose_exec_groups(compact_rt_context *c
   call.checkBasics();
   call.pointer(table, "table", 4);
   call.pointer(counts, "counts", 4);
-  if (!call.failed() && !(std::isfinite(slack) && slack >= 0.0f))
-    call.error(COMPACT_RT_INVALID_ARGUMENT,
-               "argument 'slack' must be finite and >= 0, got " + std::to_string(slack));
+  if (std::string wrong = checkSlack("argument 'slack'", slack); !call.failed() && !wrong.empty())
+    call.error(COMPACT_RT_INVALID_ARGUMENT, wrong);
   const KernelInfo *k = call.kernel("choose_exec_groups", "choose", 0);
   if (call.failed())
     return call.status;

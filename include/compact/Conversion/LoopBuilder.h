@@ -45,6 +45,9 @@ public:
   Value notI(Value a); // of an i1
   Value toIndex(Value intValue);
   Value toI32(Value indexValue);
+  /// max(x, 0) of an i32 read from memory: a negative id or count in bad
+  /// input must not become a huge index or trip count.
+  Value nonNegative(Value i32Value);
 
   // Floating point, with optional fast-math flags.
   Value addF(Value a, Value c, arith::FastMathFlags fm = {});

@@ -98,12 +98,6 @@ struct AttentionConfig {
   int64_t chunksPerRow() const { return headDim / 8; }
 };
 
-/// max(x, 0) of an i32 read from memory: a negative id in a table of bad
-/// input must not become a huge index.
-Value nonNegative(GpuBuilder &gb, Value x) {
-  return arith::MaxSIOp::create(gb.builder(), gb.location(), x, gb.i32(0));
-}
-
 /// Index of the first table entry whose block starts after `maxPos` (the
 /// entries ascend): a branch-free binary search.
 Value activeEntries(GpuBuilder &gb, Value table, Value b, Value row, Value count, Value maxPos,
@@ -113,7 +107,7 @@ Value activeEntries(GpuBuilder &gb, Value table, Value b, Value row, Value count
     Value open = gb.cmp(CmpIPredicate::ult, lo, hi);
     Value mid = gb.div(gb.add(lo, hi), gb.index(2));
     Value read = gb.min(mid, gb.max(gb.sub(count, gb.index(1)), gb.index(0)));
-    Value kb = gb.toIndex(nonNegative(gb, gb.load(table, {b, row, read})));
+    Value kb = gb.toIndex(gb.nonNegative(gb.load(table, {b, row, read})));
     Value before = gb.cmp(CmpIPredicate::ule, gb.mul(kb, gb.index(blockSize)), maxPos);
     lo = gb.select(gb.andI(open, before), gb.add(mid, gb.index(1)), lo);
     hi = gb.select(gb.andI(open, gb.notI(before)), mid, hi);
@@ -291,7 +285,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // A count beyond the table (bad input) is clamped: nothing outside the
     // table row is read.
     Value count =
-        gb.min(gb.toIndex(nonNegative(gb, gb.load(counts, {b, row}))), gb.dim(table, 2));
+        gb.min(gb.toIndex(gb.nonNegative(gb.load(counts, {b, row}))), gb.dim(table, 2));
     Value lastRow = gb.min(gb.add(m0, gb.index(kRows - 1)), gb.sub(rows, gb.index(1)));
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
@@ -342,7 +336,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
       Value entry = l.add(firstEntry, l.div(tile, l.index(tilesPerBlock)));
-      Value kb = l.toIndex(nonNegative(l, l.load(table, {b, row, entry})));
+      Value kb = l.toIndex(l.nonNegative(l.load(table, {b, row, entry})));
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };

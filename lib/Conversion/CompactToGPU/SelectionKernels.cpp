@@ -329,7 +329,7 @@ FailureOr<Plans> gpu_lowering::planChooseExecGroups(ChooseExecGroupsOp op, LoopB
       gb.loop(gb.index(0), gb.index(groupSize), gb.index(1), [&](GpuBuilder &lh, Value i) {
         Value row = rowOf(lh, i);
         Value count = lh.load(counts, {b, row});
-        count = lh.select(lh.cmp(CmpIPredicate::slt, count, lh.i32(0)), lh.i32(0), count);
+        count = lh.nonNegative(count);
         lh.loop(lh.threadId(), lh.min(lh.toIndex(count), kbCap), lh.index(kTableThreads),
                 [&](GpuBuilder &l, Value entry) {
                   Value kb = l.toIndex(l.load(table, {b, row, entry}));

@@ -482,7 +482,7 @@ struct LowerChooseExecGroups : OpRewritePattern<ChooseExecGroupsOp> {
               x.forLoop(first, x.add(first, n), [&](LoopBuilder &xh, Value h) {
                 Value row = rowOf(xh, h);
                 Value count = xh.load(counts, {b, row});
-                count = xh.select(xh.cmp(CmpIPredicate::slt, count, xh.i32(0)), xh.i32(0), count);
+                count = xh.nonNegative(count);
                 xh.forLoop(xh.index(0), xh.min(xh.toIndex(count), kbCap),
                            [&](LoopBuilder &xi, Value i) {
                              Value kb = xi.toIndex(xi.load(table, {b, row, i}));

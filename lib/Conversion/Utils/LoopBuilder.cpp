@@ -47,6 +47,9 @@ Value LoopBuilder::ceilDiv(Value a, Value c) {
 }
 Value LoopBuilder::min(Value a, Value c) { return arith::MinUIOp::create(b, loc, a, c); }
 Value LoopBuilder::max(Value a, Value c) { return arith::MaxUIOp::create(b, loc, a, c); }
+Value LoopBuilder::nonNegative(Value i32Value) {
+  return arith::MaxSIOp::create(b, loc, i32Value, i32(0));
+}
 Value LoopBuilder::cmp(arith::CmpIPredicate pred, Value a, Value c) {
   return arith::CmpIOp::create(b, loc, pred, a, c);
 }

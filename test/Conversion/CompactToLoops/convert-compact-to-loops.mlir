@@ -330,7 +330,7 @@ func.func @dense_table(%lens: memref<?xi32>, %table: memref<?x4x?xi32>, %counts:
 // cost(1): each head's row alone; negative counts read nothing, entries
 // outside [0, Kb) are skipped.
 //       CHECK:         %[[COST1:[a-z0-9_-]+]] = scf.for {{.+}} = %c0 to %c2 {{.+}} -> (index)
-//       CHECK:           arith.cmpi slt, %{{.+}}, %c0_i32 : i32
+//       CHECK:           arith.maxsi %{{.+}}, %c0_i32 : i32
 //       CHECK:           arith.cmpi ult, %{{.+}}, %[[KB_CAP]] : index
 //       CHECK:         %[[COST1_F:[a-z0-9_-]+]] = arith.uitofp %{{.+}} : i32 to f32
 //       CHECK:         %[[LIMIT:[a-z0-9_-]+]] = arith.mulf %[[COST1_F]], %[[BUDGET]] : f32
