@@ -6,7 +6,6 @@
 #include "Context.h"
 
 #include <algorithm>
-#include <cmath>
 #include <string>
 
 using namespace compact::rt;

@@ -328,8 +328,7 @@ FailureOr<Plans> gpu_lowering::planChooseExecGroups(ChooseExecGroupsOp op, LoopB
       // are not read as blocks.
       gb.loop(gb.index(0), gb.index(groupSize), gb.index(1), [&](GpuBuilder &lh, Value i) {
         Value row = rowOf(lh, i);
-        Value count = lh.load(counts, {b, row});
-        count = lh.nonNegative(count);
+        Value count = lh.nonNegative(lh.load(counts, {b, row}));
         lh.loop(lh.threadId(), lh.min(lh.toIndex(count), kbCap), lh.index(kTableThreads),
                 [&](GpuBuilder &l, Value entry) {
                   Value kb = l.toIndex(l.load(table, {b, row, entry}));

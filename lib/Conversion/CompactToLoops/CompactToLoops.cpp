@@ -481,8 +481,7 @@ struct LowerChooseExecGroups : OpRewritePattern<ChooseExecGroupsOp> {
               emitClearFlags(x, flags, kbCap);
               x.forLoop(first, x.add(first, n), [&](LoopBuilder &xh, Value h) {
                 Value row = rowOf(xh, h);
-                Value count = xh.load(counts, {b, row});
-                count = xh.nonNegative(count);
+                Value count = xh.nonNegative(xh.load(counts, {b, row}));
                 xh.forLoop(xh.index(0), xh.min(xh.toIndex(count), kbCap),
                            [&](LoopBuilder &xi, Value i) {
                              Value kb = xi.toIndex(xi.load(table, {b, row, i}));
