@@ -5,6 +5,7 @@
 #include "compact/Dialect/Compact/IR/CompactDialect.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
@@ -270,13 +271,28 @@ llvm::Expected<KernelRecord> recordKernel(mlir::gpu::GPUFuncOp kernel) {
   r.op = rest.substr(0, roleAt).str();
   r.role = rest.substr(roleAt + 1).str();
   auto types = kernel.getFunctionType().getInputs();
+  auto maps = kernel->getAttrOfType<mlir::DictionaryAttr>("compact.tensor_maps");
   for (auto [type, nameAttr] : llvm::zip(types, names)) {
     KernelArgRecord a;
     a.name = mlir::cast<mlir::StringAttr>(nameAttr).getValue().str();
+    auto map = maps ? maps.getAs<mlir::DictionaryAttr>(a.name) : mlir::DictionaryAttr();
     if (auto memref = mlir::dyn_cast<mlir::MemRefType>(type)) {
       a.kind = "memref";
       a.rank = memref.getRank();
       a.element = typeName(memref.getElementType());
+    } else if (mlir::isa<mlir::LLVM::LLVMPointerType>(type) && map) {
+      a.kind = "tensor_map";
+      a.of = map.getAs<mlir::StringAttr>("of").getValue().str();
+      llvm::ArrayRef<int64_t> box = map.getAs<mlir::DenseI64ArrayAttr>("box").asArrayRef();
+      a.box.assign(box.begin(), box.end());
+      a.rank = int64_t(box.size());
+      // The element type is that of the memref the map describes.
+      for (const KernelArgRecord &other : r.args)
+        if (other.name == a.of)
+          a.element = other.element;
+      if (a.element.empty())
+        return llvm::createStringError("kernel " + r.name + ": tensor map " + a.name +
+                                       " describes " + a.of + ", not an earlier memref argument");
     } else if (type.isIndex()) {
       a.kind = "index";
     } else if (type.isF32()) {
@@ -353,9 +369,15 @@ std::string compact::codegen::manifestJson(const GeneratedLibrary &library, llvm
     llvm::json::Array args;
     for (const KernelArgRecord &a : k.args) {
       llvm::json::Object arg{{"name", a.name}, {"kind", a.kind}};
-      if (a.kind == "memref") {
+      if (a.kind == "memref" || a.kind == "tensor_map") {
         arg["rank"] = a.rank;
         arg["element"] = a.element;
+      }
+      if (a.kind == "tensor_map") {
+        arg["of"] = a.of;
+        arg["box"] = llvm::json::Array(a.box);
+        arg["swizzle"] = "128B";
+        arg["out_of_bounds"] = "zero";
       }
       args.push_back(std::move(arg));
     }
@@ -378,7 +400,9 @@ std::string compact::codegen::manifestJson(const GeneratedLibrary &library, llvm
       {"images", haveCubin ? llvm::json::Array{"kernels.cubin", "kernels.ptx"}
                            : llvm::json::Array{"kernels.ptx"}},
       {"abi", "a memref argument is passed as (allocated ptr, aligned ptr, offset, "
-              "sizes[rank], strides[rank]), each 8 bytes; index as i64; f32 as f32"},
+              "sizes[rank], strides[rank]), each 8 bytes; index as i64; f32 as f32; a "
+              "tensor_map as the global address (8 bytes) of a CUtensorMap over the memref "
+              "`of` (dims and strides of the memref, `box`, 128-byte swizzle, zero fill)"},
       {"kernels", std::move(kernels)}};
   std::string text;
   llvm::raw_string_ostream os(text);
@@ -401,10 +425,18 @@ std::string compact::codegen::embeddingSource(const GeneratedLibrary &library,
     const KernelRecord &k = library.kernels[i];
     os << "const KernelArg kArgs" << i << "[] = {";
     for (const KernelArgRecord &a : k.args) {
-      const char *kind = a.kind == "memref" ? "ArgKind::Memref"
-                         : a.kind == "index" ? "ArgKind::Index"
-                                             : "ArgKind::F32";
-      os << "{\"" << a.name << "\", " << kind << ", " << a.rank << "}, ";
+      const char *kind = a.kind == "memref"       ? "ArgKind::Memref"
+                         : a.kind == "index"      ? "ArgKind::Index"
+                         : a.kind == "tensor_map" ? "ArgKind::TensorMap"
+                                                  : "ArgKind::F32";
+      os << "{\"" << a.name << "\", " << kind << ", " << a.rank;
+      if (a.kind == "tensor_map") {
+        os << ", \"" << a.of << "\", {";
+        for (int64_t size : a.box)
+          os << size << ", ";
+        os << "}";
+      }
+      os << "}, ";
     }
     os << "};\n";
   }

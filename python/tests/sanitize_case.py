@@ -61,6 +61,16 @@ for cfg, path, B, C, lens, kv_splits in RUNS:
         counts.zero_()
         rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
                            case["lens"], table, counts, out, lse, s)
+# A full table row (as many entries as the capacity, 65) split 16 ways: the
+# last splits are empty and must not read past the row.
+rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", kv_splits=16)
+case = make_case(gen, 1, 64, [65 * 128], 16, 4, 128, 64, 128, capacity_slack=0)
+table = torch.zeros((1, 16, case["Kb"]), dtype=torch.int32, device="cuda")
+counts = torch.zeros((1, 16), dtype=torch.int32, device="cuda")
+rt.dense_table(case["lens"], table, counts, 1, 64)
+assert int(counts.min()) == case["Kb"] == 65
+rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"], case["lens"],
+                   table, counts, torch.zeros_like(case["q"]), None, 1)
 # The plan over a whole prompt (dense first chunk, selected later ones), with
 # per-query-block tables and with group unions, and with the debug checks on.
 rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", checks=True)

@@ -288,6 +288,40 @@ def test_split_kv_matches_fp64_and_repeats_bit_identically(cfg, splits):
 
 
 @pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
+def test_stale_cache_slots_are_never_read(cfg, path):
+    """The slots of each sequence's last page past its length, and the spare
+    pages, hold NaN: whole tiles come in by TMA, a tile that reaches past the
+    context by zero-filling copies, so no stale slot reaches the output."""
+    gen = torch.Generator().manual_seed(9)
+    rt = runtime(cfg, path)
+    Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
+    case = case_for(cfg, gen, 3, 150, 2000)
+    used = torch.zeros(case["num_pages"], dtype=torch.bool)
+    for b in range(3):
+        L = int(case["lens"][b])
+        n = -(-L // PS)
+        pages = case["page_table"][b, :n].long().cpu()
+        used[pages] = True
+        for cache in (case["k_cache"], case["v_cache"]):
+            tail = cache[pages[-1], L - (n - 1) * PS:] if layout == "nhd" else \
+                cache[pages[-1], :, L - (n - 1) * PS:]
+            tail.fill_(math.nan)
+    for cache in (case["k_cache"], case["v_cache"]):
+        cache[~used.cuda()] = math.nan
+    s = groups[0]
+    table = torch.zeros((3, Hq // s, case["Kb"]), dtype=torch.int32, device="cuda")
+    counts = torch.zeros((3, Hq // s), dtype=torch.int32, device="cuda")
+    rt.dense_table(case["lens"], table, counts, s, case["C"])
+    out = torch.full_like(case["q"], math.nan)
+    rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                       case["lens"], table, counts, out, None, s)
+    assert not torch.isnan(out).any(), "a stale slot reached the output"
+    ref_out, _ = reference_attention(case, table, counts, s)
+    assert rel_err(out, ref_out) <= 1e-2
+
+
+@pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
 def test_rows_without_keys_are_zero(path):
     gen = torch.Generator().manual_seed(6)
     cfg = CONFIGS[0]

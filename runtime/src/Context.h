@@ -8,9 +8,11 @@
 #include "Driver.h"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 struct compact_rt_context {
   const compact::rt::Driver *driver = nullptr;
@@ -30,6 +32,10 @@ struct compact_rt_context {
     size_t bytes = 0;
   };
   std::unordered_map<void *, Scratch> scratch;
+  /// The TMA tensor maps of the calls so far, in device memory, by what they
+  /// encode (tensorMapKey); kept until the context is destroyed, since a
+  /// launch still in flight may read any of them. Guarded by `mutex`.
+  std::map<std::vector<uint64_t>, compact::rt::CUdeviceptr> tensorMaps;
   /// Split-KV: 0 chooses from the work (compact::rt::kvSplitsFor), n >= 1
   /// pins it (1: never split).
   int kvSplits = 0;
@@ -44,6 +50,16 @@ struct compact_rt_context {
 };
 
 namespace compact::rt {
+
+/// The device address of a tensor map over the row-major buffer `pointer`
+/// of `shape` (dtype elements) with boxes of `box` (memref order), 128-byte
+/// swizzle, out-of-bounds elements read as zero (what the kernels' TMA copies
+/// expect, see the kernel library manifest). Encoded and copied to the device
+/// the first time (a blocking 128-byte copy), then reused. Empty with `error`
+/// set when the driver cannot encode it.
+CUdeviceptr tensorMapFor(compact_rt_context *ctx, const void *pointer,
+                         const std::vector<int64_t> &shape, const int64_t *box,
+                         compact_rt_dtype dtype, std::string &error);
 
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -51,6 +51,9 @@ const Driver *Driver::get(std::string &error) {
               resolve(library, driver.cuMemAlloc, "cuMemAlloc_v2", missing) &&
               resolve(library, driver.cuMemFree, "cuMemFree_v2", missing) &&
               resolve(library, driver.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", missing) &&
+              resolve(library, driver.cuMemcpyHtoD, "cuMemcpyHtoD_v2", missing) &&
+              resolve(library, driver.cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled",
+                      missing) &&
               resolve(library, driver.cuStreamSynchronize, "cuStreamSynchronize", missing) &&
               resolve(library, driver.cuMemsetD32Async, "cuMemsetD32Async", missing) &&
               resolve(library, driver.cuGetErrorName, "cuGetErrorName", missing) &&

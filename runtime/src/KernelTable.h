@@ -13,13 +13,17 @@
 
 namespace compact::rt {
 
-enum class ArgKind { Memref, Index, F32 };
+enum class ArgKind { Memref, Index, F32, TensorMap };
 enum class ImageFormat { Cubin, Ptx };
 
 struct KernelArg {
   const char *name;
   ArgKind kind;
-  int rank; // memrefs
+  int rank; // memrefs, tensor maps
+  /// TensorMap: the memref argument the map describes (a buffer of the call)
+  /// and the box each copy moves, in memref order (see TensorMaps.cpp).
+  const char *of = nullptr;
+  int64_t box[5] = {};
 };
 
 struct KernelInfo {

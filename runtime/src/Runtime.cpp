@@ -342,6 +342,21 @@ public:
         slots.push_back(uint64_t(it->second));
         break;
       }
+      case ArgKind::TensorMap: {
+        auto it = bindings.buffers.find(a.of);
+        if (it == bindings.buffers.end() || int(it->second.shape.size()) != a.rank)
+          return error(COMPACT_RT_INVALID_ARGUMENT,
+                       std::string("internal: no rank-") + std::to_string(a.rank) + " buffer '" +
+                           a.of + "' for the tensor map " + a.name + " of " + k->name);
+        std::string why;
+        CUdeviceptr map =
+            tensorMapFor(ctx, it->second.pointer, it->second.shape, a.box, config->dtype, why);
+        if (!map)
+          return error(COMPACT_RT_CUDA_ERROR, std::string("the tensor map of '") + a.of +
+                                                  "' for " + k->name + ": " + why);
+        slots.push_back(uint64_t(map));
+        break;
+      }
       case ArgKind::F32: {
         auto it = bindings.floats.find(a.name);
         if (it == bindings.floats.end())
@@ -371,9 +386,10 @@ public:
               int64_t shared) {
     for (size_t i = 0; i < k->numArgs; ++i) {
       const KernelArg &a = k->args[i];
-      bool bound = a.kind == ArgKind::Memref
-                       ? bindings.buffers.count(a.name) &&
-                             int(bindings.buffers.at(a.name).shape.size()) == a.rank
+      const char *buffer = a.kind == ArgKind::TensorMap ? a.of : a.name;
+      bool bound = a.kind == ArgKind::Memref || a.kind == ArgKind::TensorMap
+                       ? bindings.buffers.count(buffer) &&
+                             int(bindings.buffers.at(buffer).shape.size()) == a.rank
                    : a.kind == ArgKind::Index ? bindings.indices.count(a.name) > 0
                                               : bindings.floats.count(a.name) > 0;
       if (!bound)
@@ -575,6 +591,8 @@ extern "C" void compact_rt_destroy(compact_rt_context *ctx) {
     for (auto &entry : ctx->scratch)
       if (entry.second.pointer)
         ctx->driver->cuMemFree(entry.second.pointer);
+    for (auto &entry : ctx->tensorMaps)
+      ctx->driver->cuMemFree(entry.second);
     if (ctx->module)
       ctx->driver->cuModuleUnload(ctx->module);
   }

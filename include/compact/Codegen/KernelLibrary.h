@@ -43,9 +43,13 @@ std::string buildLibraryProgram(const std::vector<LibraryConfig> &configs);
 
 struct KernelArgRecord {
   std::string name;
-  std::string kind; // memref | index | f32
+  std::string kind; // memref | index | f32 | tensor_map
   int64_t rank = 0;
   std::string element;
+  /// tensor_map: the memref argument it describes and the box it copies
+  /// (memref order; rank entries).
+  std::string of;
+  std::vector<int64_t> box;
 };
 
 struct KernelRecord {

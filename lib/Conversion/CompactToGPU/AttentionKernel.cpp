@@ -240,6 +240,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     plan.args.push_back({"partial_out", op.getPartialOut()});
     plan.args.push_back({"partial_lse", op.getPartialLse()});
   }
+  // wgmma: whole K / V tiles come in by TMA, a box of 64 keys x 64 elements
+  // (one page part, one 128-byte-swizzled half of the head) per copy.
+  if (cfg.path == MatrixPath::Wgmma) {
+    SmallVector<int64_t, 4> box =
+        cfg.layout == KVLayout::NHD ? SmallVector<int64_t, 4>{1, kNarrowKeys, 1, 64}
+                                    : SmallVector<int64_t, 4>{1, 1, kNarrowKeys, 64};
+    addTensorMapArg(plan, host, "k_cache_map", "k_cache", kCache, box);
+    addTensorMapArg(plan, host, "v_cache_map", "v_cache", op.getVCache(), box);
+  }
   Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
   const int64_t groups = cfg.qHeads / cfg.execGroupSize;
   Value batchBlocks = host.dim(q, 0);
@@ -257,6 +266,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value lse = cfg.withLse ? args[9] : Value();
     Value partialOut = cfg.split ? args[cfg.withLse ? 10 : 9] : Value();
     Value partialLse = cfg.split ? args[cfg.withLse ? 11 : 10] : Value();
+    const size_t mapArgs = 9 + (cfg.withLse ? 1 : 0) + (cfg.split ? 2 : 0);
+    Value kMap = cfg.path == MatrixPath::Wgmma ? args[mapArgs] : Value();
+    Value vMap = cfg.path == MatrixPath::Wgmma ? args[mapArgs + 1] : Value();
     Type f32 = gb.builder().getF32Type();
     const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
     const int64_t kKeys = cfg.tileKeys, tilesPerBlock = cfg.blockSize / kKeys;
@@ -335,7 +347,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
 
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
-      Value entry = l.add(firstEntry, l.div(tile, l.index(tilesPerBlock)));
+      // Clamped: the masked tile of an empty split of a full row would
+      // otherwise name the entry one past the row.
+      Value entry = l.min(l.add(firstEntry, l.div(tile, l.index(tilesPerBlock))),
+                          l.sub(l.dim(table, 2), l.index(1)));
       Value kb = l.toIndex(l.nonNegative(l.load(table, {b, row, entry})));
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
@@ -445,13 +460,49 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       gb.builder().setInsertionPoint(roles.thenBlock()->getTerminator());
       gb.ptx("setmaxnreg.dec.sync.aligned.u32 " + std::to_string(kProducerRegisters) + ";");
       Value producerThread = gb.sub(tid, gb.index(kThreads));
+      Value leader = gb.cmp(CmpIPredicate::eq, producerThread, gb.index(0));
       gb.loop(gb.index(0), walkTiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
         Value want = l.cmp(CmpIPredicate::ult, tile, numTiles);
+        // A tile inside the context comes in by TMA: the leader expects its
+        // bytes and issues one copy per (64-key part, half), the other
+        // producer threads just arrive. A tile that reaches past the context
+        // (or the masked tile of an empty walk) is copied with cp.async, which
+        // zero-fills the stale slots of the last page that TMA would read.
+        Value whole = l.andI(want, l.cmp(CmpIPredicate::ule,
+                                         l.add(tileStart(l, tile), l.index(kKeys)), ctxLen));
         for (int64_t ring = 0; ring < 2; ++ring) {
+          Value full = ringBarrier(l, false, ring, tile), stage = stageOf(l, tile);
           l.mbarrierWait(ringBarrier(l, true, ring, tile), phaseParity(l, tile, /*flip=*/true));
-          issueTile(l, tile, want, stageOf(l, tile), /*tokens=*/nullptr, /*keys=*/ring == 0,
-                    /*values=*/ring == 1, producerThread, kProducerThreads);
-          l.copyAsyncArrive(ringBarrier(l, false, ring, tile));
+          l.when(whole, [&](GpuBuilder &w) {
+            w.mbarrierArriveIf(full, w.notI(leader));
+            w.when(leader, [&](GpuBuilder &t) {
+              t.mbarrierArriveExpectTx(full, cfg.tileBytes());
+              Value j0 = tileStart(t, tile);
+              const int64_t ringBytes = ring == 0 ? keyBytes : valueBytes;
+              for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
+                Value jPart = t.add(j0, t.index(part * kNarrowKeys));
+                Value pageIndex = t.min(t.div(jPart, t.index(cfg.pageSize)),
+                                        t.sub(t.dim(pageTable, 1), t.index(1)));
+                // A bad page id is out of the map's bounds: TMA reads zeros.
+                Value page = t.load(pageTable, {b, pageIndex});
+                Value slot = t.toI32(t.rem(jPart, t.index(cfg.pageSize)));
+                for (int64_t half = 0; half < halves; ++half) {
+                  SmallVector<Value, 4> at =
+                      cacheIndices(cfg.layout, page, slot, t.toI32(kv), t.toI32(t.index(half * 64)));
+                  Value offset = t.add(
+                      t.index(ringBytes + half * kKeys * 128 + part * kNarrowKeys * 128),
+                      t.mul(stage, t.index(cfg.tileBytes())));
+                  t.tensorCopy(sharedAddress(t, offset), ring == 0 ? kMap : vMap,
+                               {at[3], at[2], at[1], at[0]}, full);
+                }
+              }
+            });
+          });
+          l.when(l.notI(whole), [&](GpuBuilder &w) {
+            issueTile(w, tile, want, stage, /*tokens=*/nullptr, /*keys=*/ring == 0,
+                      /*values=*/ring == 1, producerThread, kProducerThreads);
+            w.copyAsyncArrive(full);
+          });
         }
       });
       gb.builder().setInsertionPoint(roles.elseBlock()->getTerminator());

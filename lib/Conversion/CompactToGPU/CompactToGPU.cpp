@@ -13,6 +13,7 @@
 #include "compact/Conversion/Passes.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -27,6 +28,34 @@ namespace mlir::compact {
 using namespace mlir;
 using namespace mlir::compact;
 using namespace mlir::compact::gpu_lowering;
+
+void gpu_lowering::addTensorMapArg(KernelPlan &plan, LoopBuilder &host, StringRef name,
+                                   StringRef of, Value memref, ArrayRef<int64_t> box) {
+  OpBuilder &b = host.builder();
+  Location loc = host.location();
+  MLIRContext *ctx = b.getContext();
+  auto type = cast<MemRefType>(memref.getType());
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto boxType = MemRefType::get(box, type.getElementType(), MemRefLayoutAttrInterface(),
+                                 workgroup);
+  auto descriptorType = nvgpu::TensorMapDescriptorType::get(
+      ctx, boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      nvgpu::TensorMapL2PromoKind::L2PROMO_256B, nvgpu::TensorMapOOBKind::OOB_ZERO,
+      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+  Value unranked = memref::CastOp::create(
+      b, loc, UnrankedMemRefType::get(type.getElementType(), type.getMemorySpace()), memref);
+  SmallVector<Value> boxSizes;
+  for (int64_t size : box)
+    boxSizes.push_back(host.index(size));
+  Value descriptor =
+      nvgpu::TmaCreateDescriptorOp::create(b, loc, descriptorType, unranked, boxSizes);
+  // The kernel takes the map as the pointer the descriptor lowers to.
+  Value pointer = UnrealizedConversionCastOp::create(b, loc, LLVM::LLVMPointerType::get(ctx),
+                                                     descriptor)
+                      .getResult(0);
+  plan.args.push_back({name.str(), pointer});
+  plan.tensorMaps.push_back({name.str(), of.str(), SmallVector<int64_t, 5>(box)});
+}
 
 namespace {
 
@@ -96,6 +125,17 @@ LogicalResult outline(Operation *op, func::FuncOp func, gpu::GPUModuleOp kernels
     kernel->setAttr("compact.shared_memory",
                     DenseI64ArrayAttr::get(ctx, {plan.shared.fixed, plan.shared.perBlock,
                                                  plan.shared.perWord}));
+    if (!plan.tensorMaps.empty()) {
+      SmallVector<NamedAttribute> maps;
+      for (const KernelPlan::TensorMap &map : plan.tensorMaps)
+        maps.push_back(NamedAttribute(
+            StringAttr::get(ctx, map.name),
+            DictionaryAttr::get(ctx, {NamedAttribute(StringAttr::get(ctx, "of"),
+                                                     StringAttr::get(ctx, map.of)),
+                                      NamedAttribute(StringAttr::get(ctx, "box"),
+                                                     DenseI64ArrayAttr::get(ctx, map.box))})));
+      kernel->setAttr("compact.tensor_maps", DictionaryAttr::get(ctx, maps));
+    }
     if (plan.minBlocksPerMultiprocessor > 0)
       kernel->setAttr("nvvm.minctasm",
                       IntegerAttr::get(IntegerType::get(ctx, 32), plan.minBlocksPerMultiprocessor));

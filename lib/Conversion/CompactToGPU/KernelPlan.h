@@ -46,7 +46,24 @@ struct KernelPlan {
   std::function<void(GpuBuilder &, ValueRange args, Value shared)> body;
   /// Resident blocks per multiprocessor the kernel is built for (0: any).
   int64_t minBlocksPerMultiprocessor = 0;
+  /// The arguments that are TMA tensor maps (see addTensorMapArg): their
+  /// name, the memref argument they describe and the box they copy.
+  struct TensorMap {
+    std::string name, of;
+    SmallVector<int64_t, 5> box;
+  };
+  SmallVector<TensorMap, 2> tensorMaps;
 };
+
+/// Appends to `plan` an argument `name` that is a TMA tensor map over the
+/// memref `memref` (already an argument, named `of`): boxes of shape `box`
+/// (memref order) that land in shared memory with the 128-byte swizzle,
+/// out-of-bounds elements zero-filled. On the host it is made by
+/// nvgpu.tma.create.descriptor; the kernel receives a generic pointer to the
+/// map (global memory) and passes it to the tensor copies. The kernel library
+/// manifest records `of` and `box`, so the runtime encodes the same map.
+void addTensorMapArg(KernelPlan &plan, LoopBuilder &host, StringRef name, StringRef of,
+                     Value memref, ArrayRef<int64_t> box);
 
 using Plans = SmallVector<KernelPlan, 3>;
 

@@ -263,6 +263,28 @@ void GpuBuilder::copyAsyncArrive(Value address) {
             "r");
 }
 
+void GpuBuilder::mbarrierArriveExpectTx(Value address, int64_t bytes) {
+  inlineAsm(*this, Type(), {address},
+            "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], " + std::to_string(bytes) + ";",
+            "r");
+}
+
+void GpuBuilder::tensorCopy(Value destination, Value tensorMap, ValueRange coordinates,
+                            Value barrier) {
+  MLIRContext *ctx = builder().getContext();
+  auto shared = LLVM::LLVMPointerType::get(ctx, /*addressSpace=*/3);
+  // The copy writes shared::cluster; this block's own window is part of it.
+  auto cluster = LLVM::LLVMPointerType::get(ctx, /*addressSpace=*/7);
+  Value dst = LLVM::AddrSpaceCastOp::create(
+      builder(), location(), cluster,
+      LLVM::IntToPtrOp::create(builder(), location(), shared, destination));
+  Value bar = LLVM::IntToPtrOp::create(builder(), location(), shared, barrier);
+  NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+      builder(), location(), dst, tensorMap, coordinates, bar, /*im2colOffsets=*/ValueRange(),
+      /*multicastMask=*/Value(), /*l2CacheHint=*/Value(), NVVM::TMALoadMode::TILE,
+      /*isCTAOnly=*/false, /*group=*/NVVM::CTAGroupKindAttr(), /*predicate=*/Value());
+}
+
 namespace {
 
 SmallVector<Value> unpack(GpuBuilder &gb, Value structValue, size_t n) {

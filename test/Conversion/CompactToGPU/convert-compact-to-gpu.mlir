@@ -5,11 +5,16 @@
 // warpgroups and a producer warpgroup. Shared memory: Q (32 KB), two stages
 // each of K and V (4 x 32 KB) and 8 ring barriers (64 bytes). Thread 0
 // initialises the barriers (a full one expects the 128 producer threads'
-// cp.async arrivals, an empty one the 8 consumer warps), then the roles
-// split and trade registers (setmaxnreg). The producer walks the table: per
-// 128-key tile it waits for a free K stage, copies K (16 cp.async a thread,
-// the page of each 64-key part looked up) and arrives on the stage's full
-// barrier once they land; then the same for V. The consumers load Q, meet at
+// arrivals, an empty one the 8 consumer warps), then the roles split and
+// trade registers (setmaxnreg). The host makes a TMA tensor map per cache
+// (boxes of 64 keys x 64 elements, 128-byte swizzle) and passes it as a
+// pointer. The producer walks the table: per 128-key tile it waits for a
+// free K stage; a tile inside the context comes in by TMA (the leader
+// expects 32 KB on the full barrier and issues 4 tensor copies, one per
+// 64-key part, its page looked up, and half of the head; the other threads
+// arrive), a tile reaching past the context by cp.async (16 a thread, stale
+// slots zero-filled) that arrive once they land; then the same for V. The
+// consumers load Q, meet at
 // named barrier 1, and take different walks: warpgroup 1 runs the softmax of
 // the tile before first, then waits for K_j and V_{j-1}, issues S_j (8
 // k-steps of m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A,
@@ -17,11 +22,19 @@
 // P_{j-1} V_{j-1} together, waits for S_j only, releases K_j, runs the
 // softmax (ex2) under P V, then releases V_{j-1}.
 // CHECK-LABEL: func.func @paged_attention
+//       CHECK:   %[[KU:.+]] = memref.cast %arg1 : memref<?x64x4x128xbf16> to memref<*xbf16>
+//       CHECK:   %[[KD:.+]] = nvgpu.tma.create.descriptor %[[KU]] box[%c1, %c64, %c1, %c64] : memref<*xbf16> -> <tensor = memref<1x64x1x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, interleave = none>
+//       CHECK:   %[[KM:.+]] = builtin.unrealized_conversion_cast %[[KD]] : {{.+}} to !llvm.ptr
+//       CHECK:   %[[VU:.+]] = memref.cast %arg2
+//       CHECK:   %[[VD:.+]] = nvgpu.tma.create.descriptor %[[VU]]
+//       CHECK:   %[[VM:.+]] = builtin.unrealized_conversion_cast %[[VD]]
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
 //  CHECK-SAME:     threads in (%c384, %c1, %c1)  dynamic_shared_memory_size %c163904_i32
+//  CHECK-SAME:     %[[KM]] : !llvm.ptr, %[[VM]] : !llvm.ptr)
 // CHECK-LABEL: gpu.func @paged_attention_attention
-//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale"]
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "k_cache_map", "v_cache_map"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
+//  CHECK-SAME:   compact.tensor_maps = {k_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "k_cache"}, v_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "v_cache"}}
 //       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 128;"
 //       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 8;"
 //       CHECK:   gpu.barrier
@@ -30,11 +43,19 @@
 //       CHECK:     "setmaxnreg.dec.sync.aligned.u32 96;"
 //       CHECK:     scf.for
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
-// CHECK-COUNT-16:    nvgpu.device_async_copy %arg1
-//       CHECK:       "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:       scf.if
+//       CHECK:         @p mbarrier.arrive.shared::cta.b64
+//       CHECK:         scf.if
+//       CHECK:           "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
+// CHECK-COUNT-4:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
+//       CHECK:       scf.if
+// CHECK-COUNT-16:        nvgpu.device_async_copy %arg1
+//       CHECK:         "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
-// CHECK-COUNT-16:    nvgpu.device_async_copy %arg2
-//       CHECK:       "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:         "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
+// CHECK-COUNT-4:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10,
+// CHECK-COUNT-16:        nvgpu.device_async_copy %arg2
+//       CHECK:         "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
 //       CHECK:   } else {
 // The consumers.
 //       CHECK:     "setmaxnreg.inc.sync.aligned.u32 200;"
@@ -112,7 +133,7 @@ func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xb
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_split_combine
 //  CHECK-SAME:     threads in (%c128, %c1, %c1)
 // CHECK-LABEL: gpu.func @paged_attention_split_attention
-//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "lse", "partial_out", "partial_lse"]
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "lse", "partial_out", "partial_lse", "k_cache_map", "v_cache_map"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B * S]"
 //       CHECK:   arith.remui %{{.+}}, %{{.+}} : index
 //       CHECK:   arith.divui %{{.+}}, %{{.+}} : index
@@ -148,8 +169,14 @@ func.func @paged_attention_split(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4
 // -----
 
 // The sm_80 fallback: ldmatrix fragments and mma.sync m16n8k16, no wgmma;
-// one tile per iteration with the next one's copies in flight.
+// one tile per iteration with the next one's copies in flight (cp.async,
+// no tensor maps).
+// CHECK-LABEL: func.func @attention_mma_sync
+//   CHECK-NOT:   nvgpu.tma.create.descriptor
+//       CHECK:   gpu.launch_func
 // CHECK-LABEL: gpu.func @attention_mma_sync_attention
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale"]
+//   CHECK-NOT:   compact.tensor_maps
 //   CHECK-NOT:   wgmma
 //       CHECK:   scf.for
 //       CHECK:     nvgpu.device_async_copy
