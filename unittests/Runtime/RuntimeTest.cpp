@@ -68,11 +68,11 @@ TEST_F(DryRun, AttentionLaunchesOneBlockPer128PackedRows) {
   }
   std::string expected =
       "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention grid=[8,16,8] "
-      "block=[384,1,1] shared=163904\n"
+      "block=[384,1,1] shared=229472\n"
       "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention grid=[16,8,8] "
-      "block=[384,1,1] shared=163904\n"
+      "block=[384,1,1] shared=229472\n"
       "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_attention grid=[32,4,8] "
-      "block=[384,1,1] shared=163904\n";
+      "block=[384,1,1] shared=229472\n";
   EXPECT_EQ(log(), expected);
 }
 
@@ -92,7 +92,7 @@ TEST_F(DryRun, SmallGridsSplitTheKVWalkAndMergeThePartials) {
   ASSERT_EQ(attend(ctx, config, shape, 1, 512, 4), COMPACT_RT_OK) << error();
   EXPECT_EQ(log(),
             "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_split_attention grid=[16,4,2] "
-            "block=[384,1,1] shared=163904\n"
+            "block=[384,1,1] shared=229472\n"
             "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_split_combine grid=[2048,1,1] "
             "block=[128,1,1] shared=0\n");
 }

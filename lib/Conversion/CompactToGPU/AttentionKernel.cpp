@@ -18,13 +18,17 @@
 //     K/V tile serves all s heads and a row tile spans only 128 / s tokens.
 //   * The table walk: the group's blocks (ascending) in 128- or 64-key tiles;
 //     each 64-key part lies in one page (page size >= 64), found through the
-//     page table, and is copied in place with cp.async into swizzled shared
-//     memory, two stages deep. Blocks that start after the tile's last query
-//     are skipped. wgmma: a producer warpgroup issues the copies into K and
-//     V rings whose stages hand over through mbarriers (full: the copies
-//     landed; empty: all eight consumer warps are done), so the consumers
-//     never meet at a CTA-wide barrier. mma_sync: all warps copy, two
-//     barriers per tile.
+//     page table, and is copied in place into swizzled shared memory. Blocks
+//     that start after the tile's last query are skipped. wgmma: a producer
+//     warpgroup fills K and V rings, three stages deep, whose stages hand
+//     over through mbarriers (full: the copies landed; empty: all eight
+//     consumer warps are done), so the consumers never meet at a CTA-wide
+//     barrier; a tile inside the context comes in by TMA (a tensor map per
+//     cache, the page id a coordinate, one 64 x 64 box per part and head
+//     half, 128-byte swizzle), a tile that reaches past the context by
+//     cp.async, which zero-fills the stale slots of the last page.
+//     mma_sync: all warps copy with cp.async, two stages, two barriers per
+//     tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
 //     need it, the online softmax in base 2 (scale folded into the logits),
 //     P cast to bf16/f16 in registers (the accumulator layout is the next A
@@ -53,9 +57,10 @@ constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
 // setmaxnreg inside the block's launch allocation (384 threads x 168, as each
 // of the 4 schedulers holds 3 warps): an increase is served only from what
 // the decrease freed, so 128 * 96 + 256 * 200 <= 384 * 168, or the last
-// consumer warp waits forever. The producer's 16 copies a tile, unrolled,
-// need the 96 (ptxas spills at 88).
-constexpr int64_t kProducerThreads = 128, kStages = 2;
+// consumer warp waits forever. The producer's cp.async copies of a tile past
+// the context (16 a thread, unrolled) need the 96 (ptxas spills at 88).
+// Three stages: 224 KB of shared memory with d = 128.
+constexpr int64_t kProducerThreads = 128, kStages = 3;
 constexpr int64_t kProducerRegisters = 96, kConsumerRegisters = 200;
 static_assert(kProducerThreads * kProducerRegisters + kThreads * kConsumerRegisters <=
                   (kThreads + kProducerThreads) * 168,

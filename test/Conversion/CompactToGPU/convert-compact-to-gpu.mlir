@@ -2,8 +2,8 @@
 
 // Paged attention, wgmma path (the default). The host side is one launch of
 // 384 threads per 128 packed rows, execution group and sequence: two consumer
-// warpgroups and a producer warpgroup. Shared memory: Q (32 KB), two stages
-// each of K and V (4 x 32 KB) and 8 ring barriers (64 bytes). Thread 0
+// warpgroups and a producer warpgroup. Shared memory: Q (32 KB), three stages
+// each of K and V (6 x 32 KB) and 12 ring barriers (96 bytes). Thread 0
 // initialises the barriers (a full one expects the 128 producer threads'
 // arrivals, an empty one the 8 consumer warps), then the roles split and
 // trade registers (setmaxnreg). The host makes a TMA tensor map per cache
@@ -29,7 +29,7 @@
 //       CHECK:   %[[VD:.+]] = nvgpu.tma.create.descriptor %[[VU]]
 //       CHECK:   %[[VM:.+]] = builtin.unrealized_conversion_cast %[[VD]]
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
-//  CHECK-SAME:     threads in (%c384, %c1, %c1)  dynamic_shared_memory_size %c163904_i32
+//  CHECK-SAME:     threads in (%c384, %c1, %c1)  dynamic_shared_memory_size %c229472_i32
 //  CHECK-SAME:     %[[KM]] : !llvm.ptr, %[[VM]] : !llvm.ptr)
 // CHECK-LABEL: gpu.func @paged_attention_attention
 //  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "k_cache_map", "v_cache_map"]
