@@ -92,17 +92,14 @@ public:
   void mbarrierWait(Value address, Value parity);
   /// One arrival, from the threads whose `flag` (i1) is true.
   void mbarrierArriveIf(Value address, Value flag);
-  /// One arrival once every cp.async this thread has issued has landed (the
-  /// arrival is one of the `count` the barrier was initialised with).
-  void copyAsyncArrive(Value address);
   /// One arrival that also expects `bytes` more of asynchronous copies (the
   /// tensor copies that complete on the barrier) before the phase completes.
   void mbarrierArriveExpectTx(Value address, int64_t bytes);
-  /// A tensor copy (TMA,
-  /// cp.async.bulk.tensor) of the box at `coordinates` (i32, innermost
-  /// first) of the tensor map at `tensorMap` (a generic !llvm.ptr to a
-  /// CUtensorMap in global memory) to shared byte `destination` (i64 shared
-  /// address), completing its bytes on the barrier at `barrier` (i32).
+  /// A tensor copy (TMA, cp.async.bulk.tensor) of the box at `coordinates`
+  /// (i32, innermost first) of the tensor map at `tensorMap` (a generic
+  /// !llvm.ptr to a CUtensorMap in global memory) to shared byte
+  /// `destination` (i64 shared address), completing its bytes on the barrier
+  /// at `barrier` (i32).
   void tensorCopy(Value destination, Value tensorMap, ValueRange coordinates, Value barrier);
 
   // Hopper (sm_90a) warpgroup matrix multiply, as inline PTX: MLIR's NVVM

@@ -51,17 +51,17 @@ using arith::CmpIPredicate;
 namespace {
 
 constexpr int64_t kRows = 128, kWarps = 8, kThreads = 256;
-// The wgmma path adds a producer warpgroup (warps 8-11) that copies K / V
-// tiles into kStages-deep rings; mbarriers say when a stage is full and when
-// every consumer warp is done with it. Registers are handed over with
-// setmaxnreg inside the block's launch allocation (384 threads x 168, as each
-// of the 4 schedulers holds 3 warps): an increase is served only from what
-// the decrease freed, so 128 * 96 + 256 * 200 <= 384 * 168, or the last
-// consumer warp waits forever. The producer's cp.async copies of a tile past
-// the context (16 a thread, unrolled) need the 96 (ptxas spills at 88).
-// Three stages: 224 KB of shared memory with d = 128.
+// The wgmma path adds a producer warpgroup (warps 8-11) that brings K / V
+// tiles into kStages-deep rings by TMA; mbarriers say when a stage is full
+// and when every consumer warp is done with it. Registers are handed over
+// with setmaxnreg inside the block's launch allocation (384 threads x 168, as
+// each of the 4 schedulers holds 3 warps): an increase is served only from
+// what the decrease freed, so 128 * 40 + 256 * 232 <= 384 * 168, or the last
+// consumer warp waits forever. The producer only computes coordinates (40 is
+// enough); the consumers use the rest (no spills at 232 in the library, some
+// at 216 / 224). Three stages: 224 KB of shared memory with d = 128.
 constexpr int64_t kProducerThreads = 128, kStages = 3;
-constexpr int64_t kProducerRegisters = 96, kConsumerRegisters = 200;
+constexpr int64_t kProducerRegisters = 40, kConsumerRegisters = 232;
 static_assert(kProducerThreads * kProducerRegisters + kThreads * kConsumerRegisters <=
                   (kThreads + kProducerThreads) * 168,
               "setmaxnreg must stay inside the launch allocation");
@@ -245,14 +245,18 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     plan.args.push_back({"partial_out", op.getPartialOut()});
     plan.args.push_back({"partial_lse", op.getPartialLse()});
   }
-  // wgmma: whole K / V tiles come in by TMA, a box of 64 keys x 64 elements
-  // (one page part, one 128-byte-swizzled half of the head) per copy.
+  // wgmma: K / V come in by TMA, in boxes of 64 keys x 64 elements (one page
+  // part, one 128-byte-swizzled half of the head), or of one key x 64 where
+  // the context ends inside a part.
   if (cfg.path == MatrixPath::Wgmma) {
     SmallVector<int64_t, 4> box =
         cfg.layout == KVLayout::NHD ? SmallVector<int64_t, 4>{1, kNarrowKeys, 1, 64}
                                     : SmallVector<int64_t, 4>{1, 1, kNarrowKeys, 64};
+    SmallVector<int64_t, 4> rowBox = {1, 1, 1, 64};
     addTensorMapArg(plan, host, "k_cache_map", "k_cache", kCache, box);
     addTensorMapArg(plan, host, "v_cache_map", "v_cache", op.getVCache(), box);
+    addTensorMapArg(plan, host, "k_cache_row_map", "k_cache", kCache, rowBox);
+    addTensorMapArg(plan, host, "v_cache_row_map", "v_cache", op.getVCache(), rowBox);
   }
   Value packedRows = host.mul(host.dim(q, 1), host.index(cfg.execGroupSize));
   const int64_t groups = cfg.qHeads / cfg.execGroupSize;
@@ -272,8 +276,13 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     Value partialOut = cfg.split ? args[cfg.withLse ? 10 : 9] : Value();
     Value partialLse = cfg.split ? args[cfg.withLse ? 11 : 10] : Value();
     const size_t mapArgs = 9 + (cfg.withLse ? 1 : 0) + (cfg.split ? 2 : 0);
-    Value kMap = cfg.path == MatrixPath::Wgmma ? args[mapArgs] : Value();
-    Value vMap = cfg.path == MatrixPath::Wgmma ? args[mapArgs + 1] : Value();
+    Value kMap, vMap, kRowMap, vRowMap;
+    if (cfg.path == MatrixPath::Wgmma) {
+      kMap = args[mapArgs];
+      vMap = args[mapArgs + 1];
+      kRowMap = args[mapArgs + 2];
+      vRowMap = args[mapArgs + 3];
+    }
     Type f32 = gb.builder().getF32Type();
     const int64_t d = cfg.headDim, s = cfg.execGroupSize, cpr = cfg.chunksPerRow();
     const int64_t kKeys = cfg.tileKeys, tilesPerBlock = cfg.blockSize / kKeys;
@@ -318,6 +327,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       Value per = gb.max(gb.ceilDiv(active, gb.dim(partialOut, 0)), gb.index(kMinSplitEntries));
       firstEntry = gb.min(gb.mul(split, per), active);
       active = gb.sub(gb.min(gb.add(firstEntry, per), active), firstEntry);
+      // An empty split of a full row starts one past the row; its masked
+      // tile reads the row's last entry instead (a non-empty one starts
+      // inside the row).
+      firstEntry = gb.min(firstEntry, gb.sub(gb.dim(table, 2), gb.index(1)));
     }
     Value numTiles = gb.mul(active, gb.index(tilesPerBlock));
 
@@ -352,23 +365,17 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
 
     // First key of tile `tile` of the table walk.
     auto tileStart = [&](GpuBuilder &l, Value tile) {
-      // Clamped: the masked tile of an empty split of a full row would
-      // otherwise name the entry one past the row.
-      Value entry = l.min(l.add(firstEntry, l.div(tile, l.index(tilesPerBlock))),
-                          l.sub(l.dim(table, 2), l.index(1)));
+      Value entry = l.add(firstEntry, l.div(tile, l.index(tilesPerBlock)));
       Value kb = l.toIndex(l.nonNegative(l.load(table, {b, row, entry})));
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };
-    // Copies of the K and / or V tile `tile` (zeros unless `want`) into
-    // `stage`, by `threads` threads (`thread` is this one's index among
-    // them); the copies' tokens go to `tokens` unless it is null (the
-    // producer warps wait on barriers, not on groups).
+    // mma_sync: cp.async copies of the K and V tile `tile` (zeros unless
+    // `want`) into `stage` by all threads; their tokens go to `tokens`.
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
-                         SmallVector<Value> *tokens, bool keys, bool values, Value thread,
-                         int64_t threads) {
+                         SmallVector<Value> &tokens) {
       Value j0 = tileStart(l, tile);
-      const int64_t rowsPerStep = threads / cpr, stepsPerPart = kNarrowKeys / rowsPerStep;
+      const int64_t rowsPerStep = kThreads / cpr, stepsPerPart = kNarrowKeys / rowsPerStep;
       for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
         // The page of each 64-key part of the tile (a page holds whole parts;
         // a 128-key tile spans two pages of 64). A part past the context (the
@@ -383,7 +390,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         Value slot = l.rem(jPart, l.index(cfg.pageSize));
         // Step i copies rows [i * rowsPerStep, (i + 1) * rowsPerStep) of the part.
         auto copyStep = [&](GpuBuilder &ls, Value i) {
-          Value c = ls.add(ls.mul(i, ls.index(threads)), thread);
+          Value c = ls.add(ls.mul(i, ls.index(kThreads)), tid);
           Value inPart = ls.div(c, ls.index(cpr));
           Value r = ls.add(inPart, ls.index(part * kNarrowKeys));
           Value x = ls.mul(ls.rem(c, ls.index(cpr)), ls.index(8));
@@ -392,14 +399,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           Value valid = ls.andI(want, ls.cmp(CmpIPredicate::ult, ls.add(j0, r), ctxLen));
           SmallVector<Value, 4> src = cacheIndices(cfg.layout, page, ls.add(slot, inPart), kv, x);
           SmallVector<Value, 4> at = inStage(stage, placement(ls, r, x));
-          for (auto [copy, tiles, cache] :
-               {std::tuple{keys, keyTiles, kCache}, std::tuple{values, valueTiles, vCache}}) {
-            if (!copy)
-              continue;
-            Value token = ls.copyAsync16(tiles, at, cache, src, valid);
-            if (tokens)
-              tokens->push_back(token);
-          }
+          tokens.push_back(ls.copyAsync16(keyTiles, at, kCache, src, valid));
+          tokens.push_back(ls.copyAsync16(valueTiles, at, vCache, src, valid));
         };
         for (int64_t i = 0; i < stepsPerPart; ++i)
           copyStep(l, l.index(i));
@@ -445,9 +446,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     if (wgmma) {
       // The producer warpgroup walks the table ahead of the consumers, as far
       // as the rings' free stages let it: per tile, K then V, each after its
-      // stage was released. Each producer thread's cp.async arrive counts
-      // once, so a full barrier expects kProducerThreads arrivals, an empty
-      // one kWarps.
+      // stage was released. Each producer thread arrives once per stage fill
+      // (the leader with the tile's bytes), so a full barrier expects
+      // kProducerThreads arrivals and the bytes, an empty one kWarps.
       gb.when(gb.cmp(CmpIPredicate::eq, tid, gb.index(0)), [&](GpuBuilder &w) {
         for (int64_t ring = 0; ring < 2; ++ring)
           for (int64_t stage = 0; stage < kStages; ++stage) {
@@ -466,48 +467,71 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       gb.ptx("setmaxnreg.dec.sync.aligned.u32 " + std::to_string(kProducerRegisters) + ";");
       Value producerThread = gb.sub(tid, gb.index(kThreads));
       Value leader = gb.cmp(CmpIPredicate::eq, producerThread, gb.index(0));
+      // The row box of a partially valid part this thread copies: row
+      // `boxRow` of head half `boxHalf` (threads past halves x 64 copy none).
+      Value boxRow = gb.rem(producerThread, gb.index(kNarrowKeys));
+      Value boxHalf = gb.div(producerThread, gb.index(kNarrowKeys));
+      Value outside = gb.toI32(gb.index(cfg.pageSize)); // a slot past every page
       gb.loop(gb.index(0), walkTiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
-        Value want = l.cmp(CmpIPredicate::ult, tile, numTiles);
-        // A tile inside the context comes in by TMA: the leader expects its
-        // bytes and issues one copy per (64-key part, half), the other
-        // producer threads just arrive. A tile that reaches past the context
-        // (or the masked tile of an empty walk) is copied with cp.async, which
-        // zero-fills the stale slots of the last page that TMA would read.
-        Value whole = l.andI(want, l.cmp(CmpIPredicate::ule,
-                                         l.add(tileStart(l, tile), l.index(kKeys)), ctxLen));
+        // Every 64-key part of the tile comes in by TMA and fills its whole
+        // place in the stage, so the leader expects the tile's bytes. A part
+        // inside the context is one 64-row box per head half (leader); a part
+        // past it (or of the masked tile of an empty walk) is the same box at
+        // a slot outside the page, which TMA fills with zeros; a part the
+        // context ends in is 64 one-row boxes per half, one per thread, the
+        // rows past the context again outside the page: no stale slot of the
+        // last page is read. The other producer threads just arrive.
+        Value j0 = tileStart(l, tile);
+        Value valid = l.select(l.cmp(CmpIPredicate::ult, tile, numTiles),
+                               l.sub(l.max(ctxLen, j0), j0), l.index(0));
         for (int64_t ring = 0; ring < 2; ++ring) {
           Value full = ringBarrier(l, false, ring, tile), stage = stageOf(l, tile);
+          Value map = ring == 0 ? kMap : vMap, rowMap = ring == 0 ? kRowMap : vRowMap;
+          const int64_t ringBytes = ring == 0 ? keyBytes : valueBytes;
           l.mbarrierWait(ringBarrier(l, true, ring, tile), phaseParity(l, tile, /*flip=*/true));
-          l.when(whole, [&](GpuBuilder &w) {
-            w.mbarrierArriveIf(full, w.notI(leader));
-            w.when(leader, [&](GpuBuilder &t) {
-              t.mbarrierArriveExpectTx(full, cfg.tileBytes());
-              Value j0 = tileStart(t, tile);
-              const int64_t ringBytes = ring == 0 ? keyBytes : valueBytes;
-              for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
-                Value jPart = t.add(j0, t.index(part * kNarrowKeys));
-                Value pageIndex = t.min(t.div(jPart, t.index(cfg.pageSize)),
-                                        t.sub(t.dim(pageTable, 1), t.index(1)));
-                // A bad page id is out of the map's bounds: TMA reads zeros.
-                Value page = t.load(pageTable, {b, pageIndex});
-                Value slot = t.toI32(t.rem(jPart, t.index(cfg.pageSize)));
-                for (int64_t half = 0; half < halves; ++half) {
-                  SmallVector<Value, 4> at =
-                      cacheIndices(cfg.layout, page, slot, t.toI32(kv), t.toI32(t.index(half * 64)));
-                  Value offset = t.add(
-                      t.index(ringBytes + half * kKeys * 128 + part * kNarrowKeys * 128),
-                      t.mul(stage, t.index(cfg.tileBytes())));
-                  t.tensorCopy(sharedAddress(t, offset), ring == 0 ? kMap : vMap,
-                               {at[3], at[2], at[1], at[0]}, full);
-                }
-              }
+          l.mbarrierArriveIf(full, l.notI(leader));
+          l.when(leader, [&](GpuBuilder &t) { t.mbarrierArriveExpectTx(full, cfg.tileBytes()); });
+          for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
+            Value jPart = l.add(j0, l.index(part * kNarrowKeys));
+            Value rows = l.min(l.sub(l.max(valid, l.index(part * kNarrowKeys)),
+                                     l.index(part * kNarrowKeys)),
+                               l.index(kNarrowKeys));
+            // The part's page (for a part past the context, the context's
+            // last one: no page-table entry beyond the sequence is read). A
+            // bad page id is out of the map's bounds too: TMA reads zeros.
+            Value pageIndex =
+                l.min(l.div(l.min(jPart, l.sub(l.max(ctxLen, l.index(1)), l.index(1))),
+                            l.index(cfg.pageSize)),
+                      l.sub(l.dim(pageTable, 1), l.index(1)));
+            Value page = l.load(pageTable, {b, pageIndex});
+            Value slot = l.toI32(l.rem(jPart, l.index(cfg.pageSize)));
+            // Shared byte of row `r` (index) of head half `half` of the part.
+            auto rowAddress = [&](GpuBuilder &t, Value half, Value r) {
+              Value offset = t.add(
+                  t.add(t.index(ringBytes + part * kNarrowKeys * 128),
+                        t.mul(half, t.index(kKeys * 128))),
+                  t.add(t.mul(stage, t.index(cfg.tileBytes())), t.mul(r, t.index(128))));
+              return sharedAddress(t, offset);
+            };
+            auto copy = [&](GpuBuilder &t, Value boxMap, Value half, Value r, Value at) {
+              SmallVector<Value, 4> c = cacheIndices(cfg.layout, page, at, t.toI32(kv),
+                                                     t.toI32(t.mul(half, t.index(64))));
+              t.tensorCopy(rowAddress(t, half, r), boxMap, {c[3], c[2], c[1], c[0]}, full);
+            };
+            Value partial = l.andI(l.cmp(CmpIPredicate::ugt, rows, l.index(0)),
+                                   l.cmp(CmpIPredicate::ult, rows, l.index(kNarrowKeys)));
+            l.when(l.andI(leader, l.notI(partial)), [&](GpuBuilder &t) {
+              Value at = t.select(t.cmp(CmpIPredicate::eq, rows, t.index(0)), outside, slot);
+              for (int64_t half = 0; half < halves; ++half)
+                copy(t, map, t.index(half), t.index(0), at);
             });
-          });
-          l.when(l.notI(whole), [&](GpuBuilder &w) {
-            issueTile(w, tile, want, stage, /*tokens=*/nullptr, /*keys=*/ring == 0,
-                      /*values=*/ring == 1, producerThread, kProducerThreads);
-            w.copyAsyncArrive(full);
-          });
+            l.when(l.andI(partial, l.cmp(CmpIPredicate::ult, boxHalf, l.index(halves))),
+                   [&](GpuBuilder &t) {
+              Value at = t.select(t.cmp(CmpIPredicate::ult, boxRow, rows),
+                                  t.add(slot, t.toI32(boxRow)), outside);
+              copy(t, rowMap, boxHalf, boxRow, at);
+            });
+          }
         }
       });
       gb.builder().setInsertionPoint(roles.elseBlock()->getTerminator());
@@ -529,8 +553,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       tokens.push_back(gb.copyAsync16(queryTile, placement(gb, r, x), q, {b, t, h, x}, valid));
     }
     if (!wgmma)
-      issueTile(gb, gb.index(0), anyTile, gb.index(0), &tokens, /*keys=*/true, /*values=*/true,
-                tid, kThreads);
+      issueTile(gb, gb.index(0), anyTile, gb.index(0), tokens);
     gb.commitGroup(tokens);
     gb.waitGroups(0);
     if (wgmma) {
@@ -736,13 +759,12 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       }
     };
     // wgmma consumers: wait until the stages of `tiles` ((ring, tile) pairs)
-    // are full, then fence (cp.async wrote what the tensor cores read through
-    // the async proxy); release a stage once this warp's products that read it
-    // are done (lane 0 arrives for the warp).
+    // are full (TMA wrote them through the async proxy the tensor cores read
+    // through: no proxy fence); release a stage once this warp's products
+    // that read it are done (lane 0 arrives for the warp).
     auto waitTiles = [&](GpuBuilder &l, ArrayRef<std::pair<int64_t, Value>> tiles) {
       for (auto [ring, tile] : tiles)
         l.mbarrierWait(ringBarrier(l, false, ring, tile), phaseParity(l, tile, /*flip=*/false));
-      l.ptx("fence.proxy.async.shared::cta;");
     };
     auto release = [&](GpuBuilder &l, int64_t ring, Value tile) {
       l.mbarrierArriveIf(ringBarrier(l, true, ring, tile),
@@ -906,8 +928,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             Value next = l.add(tile, l.index(1));
             Value hasNext = l.cmp(CmpIPredicate::ult, next, numTiles);
             SmallVector<Value> copies;
-            issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage), &copies,
-                      /*keys=*/true, /*values=*/true, l.threadId(), kThreads);
+            issueTile(l, l.select(hasNext, next, tile), hasNext, l.sub(l.index(1), stage), copies);
             l.commitGroup(copies);
             l.waitGroups(1);
             l.barrier();

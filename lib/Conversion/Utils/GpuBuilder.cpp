@@ -258,11 +258,6 @@ void GpuBuilder::mbarrierArriveIf(Value address, Value flag) {
             "r,r");
 }
 
-void GpuBuilder::copyAsyncArrive(Value address) {
-  inlineAsm(*this, Type(), {address}, "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];",
-            "r");
-}
-
 void GpuBuilder::mbarrierArriveExpectTx(Value address, int64_t bytes) {
   inlineAsm(*this, Type(), {address},
             "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], " + std::to_string(bytes) + ";",

@@ -5,18 +5,19 @@
 // warpgroups and a producer warpgroup. Shared memory: Q (32 KB), three stages
 // each of K and V (6 x 32 KB) and 12 ring barriers (96 bytes). Thread 0
 // initialises the barriers (a full one expects the 128 producer threads'
-// arrivals, an empty one the 8 consumer warps), then the roles split and
-// trade registers (setmaxnreg). The host makes a TMA tensor map per cache
-// (boxes of 64 keys x 64 elements, 128-byte swizzle) and passes it as a
-// pointer. The producer walks the table: per 128-key tile it waits for a
-// free K stage; a tile inside the context comes in by TMA (the leader
-// expects 32 KB on the full barrier and issues 4 tensor copies, one per
-// 64-key part, its page looked up, and half of the head; the other threads
-// arrive), a tile reaching past the context by cp.async (16 a thread, stale
-// slots zero-filled) that arrive once they land; then the same for V. The
-// consumers load Q, meet at
-// named barrier 1, and take different walks: warpgroup 1 runs the softmax of
-// the tile before first, then waits for K_j and V_{j-1}, issues S_j (8
+// arrivals and the tile's bytes, an empty one the 8 consumer warps), then the
+// roles split and trade registers (setmaxnreg). The host makes TMA tensor
+// maps per cache (boxes of 64 keys x 64 elements, and of one key x 64, with
+// the 128-byte swizzle) and passes them as pointers. The producer walks the
+// table: per 128-key tile it waits for a free K stage, every thread arrives
+// (the leader expecting 32 KB), and each 64-key part (its page looked up)
+// comes in by TMA: inside the context two 64-row boxes (head halves) from the
+// leader, past it the same boxes at a slot outside the page (zeros), and
+// where the context ends one row box per thread; then the same for V. The
+// consumers load Q, meet at named barrier 1, and take different walks:
+// warpgroup 1 runs the softmax of the tile before first, then waits for K_j
+// and V_{j-1} (no proxy fence: TMA and wgmma are both the async proxy),
+// issues S_j (8
 // k-steps of m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A,
 // MN-major V) and releases both stages; warpgroup 0 issues S_j and
 // P_{j-1} V_{j-1} together, waits for S_j only, releases K_j, runs the
@@ -30,35 +31,34 @@
 //       CHECK:   %[[VM:.+]] = builtin.unrealized_conversion_cast %[[VD]]
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
 //  CHECK-SAME:     threads in (%c384, %c1, %c1)  dynamic_shared_memory_size %c229472_i32
-//  CHECK-SAME:     %[[KM]] : !llvm.ptr, %[[VM]] : !llvm.ptr)
+//  CHECK-SAME:     %[[KM]] : !llvm.ptr, %[[VM]] : !llvm.ptr, %{{.+}} : !llvm.ptr, %{{.+}} : !llvm.ptr)
 // CHECK-LABEL: gpu.func @paged_attention_attention
-//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "k_cache_map", "v_cache_map"]
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "k_cache_map", "v_cache_map", "k_cache_row_map", "v_cache_row_map"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
-//  CHECK-SAME:   compact.tensor_maps = {k_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "k_cache"}, v_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "v_cache"}}
+//  CHECK-SAME:   compact.tensor_maps = {k_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "k_cache"}, k_cache_row_map = {box = array<i64: 1, 1, 1, 64>, of = "k_cache"}, v_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "v_cache"}, v_cache_row_map = {box = array<i64: 1, 1, 1, 64>, of = "v_cache"}}
 //       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 128;"
 //       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 8;"
 //       CHECK:   gpu.barrier
 //       CHECK:   scf.if
 // The producer.
-//       CHECK:     "setmaxnreg.dec.sync.aligned.u32 96;"
+//       CHECK:     "setmaxnreg.dec.sync.aligned.u32 40;"
+//   CHECK-NOT:     nvgpu.device_async_copy
 //       CHECK:     scf.for
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
-//       CHECK:       scf.if
-//       CHECK:         @p mbarrier.arrive.shared::cta.b64
-//       CHECK:         scf.if
-//       CHECK:           "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
-// CHECK-COUNT-4:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
-//       CHECK:       scf.if
-// CHECK-COUNT-16:        nvgpu.device_async_copy %arg1
-//       CHECK:         "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:       @p mbarrier.arrive.shared::cta.b64
+//       CHECK:       "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
+// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11,
+// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11,
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
-//       CHECK:         "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
-// CHECK-COUNT-4:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10,
-// CHECK-COUNT-16:        nvgpu.device_async_copy %arg2
-//       CHECK:         "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];"
+//       CHECK:       "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
+// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10,
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12,
+//   CHECK-NOT:     nvgpu.device_async_copy
 //       CHECK:   } else {
 // The consumers.
-//       CHECK:     "setmaxnreg.inc.sync.aligned.u32 200;"
+//       CHECK:     "setmaxnreg.inc.sync.aligned.u32 232;"
 //       CHECK:     nvgpu.device_async_copy %arg0
 //       CHECK:     nvvm.cp.async.wait.group 0
 //       CHECK:     "fence.proxy.async.shared::cta;"
@@ -66,7 +66,7 @@
 //       CHECK:     scf.if
 // Warpgroup 1: softmax first.
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
-//       CHECK:   "fence.proxy.async.shared::cta;"
+//   CHECK-NOT:   "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
@@ -74,7 +74,6 @@
 //       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
-//       CHECK:     "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
@@ -133,7 +132,7 @@ func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xb
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_split_combine
 //  CHECK-SAME:     threads in (%c128, %c1, %c1)
 // CHECK-LABEL: gpu.func @paged_attention_split_attention
-//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "lse", "partial_out", "partial_lse", "k_cache_map", "v_cache_map"]
+//  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "lse", "partial_out", "partial_lse", "k_cache_map", "v_cache_map", "k_cache_row_map", "v_cache_row_map"]
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B * S]"
 //       CHECK:   arith.remui %{{.+}}, %{{.+}} : index
 //       CHECK:   arith.divui %{{.+}}, %{{.+}} : index
