@@ -639,6 +639,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     struct SoftmaxStep {
       SmallVector<Value> pRegs;
       Value m[2], l[2], alpha[2];
+      /// Whether a maximum of this thread's rows grew (else alpha is 1).
+      Value grew;
     };
     // The scale stays out of the scores until exp2: max(scale * x) =
     // scale * max(x) (scale > 0), and p = exp2(x * scale - m) is one FFMA.
@@ -702,6 +704,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           }
         Value sum = treeReduce(terms, [&](Value a, Value b) { return l.addF(a, b); });
         step.l[half] = l.addF(l.mulF(lOld[half], step.alpha[half]), sum);
+        Value grew = l.cmpF(CmpFPredicate::UNE, step.m[half], mOld[half]);
+        step.grew = half == 0 ? grew : l.orI(step.grew, grew);
       }
       for (int64_t kk = 0; kk < kKeys / 16; ++kk)
         step.pRegs.append({l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
@@ -710,10 +714,23 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                            l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)});
       return step;
     };
-    auto rescale = [&](GpuBuilder &l, MutableArrayRef<Value> o, const Value alpha[2]) {
-      for (int64_t dn = 0; dn < oTiles; ++dn)
-        for (int64_t c = 0; c < 4; ++c)
-          o[dn * 4 + c] = l.mulF(o[dn * 4 + c], alpha[c / 2]);
+    // O *= alpha, skipped (a uniform branch) when no row of the warp has a
+    // new maximum: alpha is then exactly 1, and late in a long walk maxima
+    // rarely grow.
+    auto rescale = [&](GpuBuilder &l, MutableArrayRef<Value> o, const SoftmaxStep &step) {
+      Value warpGrew = l.cmp(CmpIPredicate::ne, l.ballot(step.grew), l.i32(0));
+      SmallVector<Value> kept(o.begin(), o.end());
+      SmallVector<Value> result = l.when(
+          warpGrew, ValueRange(kept).getTypes(),
+          [&](GpuBuilder &t) {
+            SmallVector<Value> scaled;
+            for (int64_t dn = 0; dn < oTiles; ++dn)
+              for (int64_t c = 0; c < 4; ++c)
+                scaled.push_back(t.mulF(kept[dn * 4 + c], step.alpha[c / 2]));
+            return scaled;
+          },
+          [&](GpuBuilder &) { return kept; });
+      llvm::copy(result, o.begin());
     };
 
     // O += P V of the V tile in `stage`, P (16 x 64 per warp) from registers.
@@ -831,7 +848,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
               done = l.fenceOperands(done);
               release(l, 1, prev);
               SmallVector<Value> oNext(done.begin(), done.begin() + oTiles * 4);
-              rescale(l, oNext, step.alpha);
+              rescale(l, oNext, step);
 
               oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
               oNext.append(step.pRegs.begin(), step.pRegs.end());
@@ -871,7 +888,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
           step = softmaxTile(l, tile, real, scores, mOld, lOld);
           SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
-          rescale(l, oIn, step.alpha);
+          rescale(l, oIn, step);
           return oIn;
         };
         SmallVector<Value> state = g.loop(
@@ -937,7 +954,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
             SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
             SmallVector<Value> oNext(iters.begin(), iters.begin() + oTiles * 4);
-            rescale(l, oNext, step.alpha);
+            rescale(l, oNext, step);
             valuesMmaSync(l, stage, step.pRegs, oNext);
             l.barrier(); // everyone is done with this stage before it is refilled
             oNext.append({step.m[0], step.m[1], step.l[0], step.l[1]});
