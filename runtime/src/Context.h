@@ -33,8 +33,10 @@ struct compact_rt_context {
   };
   std::unordered_map<void *, Scratch> scratch;
   /// The TMA tensor maps of the calls so far, in device memory, by what they
-  /// encode (tensorMapKey); kept until the context is destroyed, since a
-  /// launch still in flight may read any of them. Guarded by `mutex`.
+  /// encode (buffer address, dtype, shape, box: a buffer freed and another
+  /// allocated at its address with its shape has the same map); kept until
+  /// the context is destroyed, since a launch still in flight may read any of
+  /// them (one entry per cache buffer an engine uses). Guarded by `mutex`.
   std::map<std::vector<uint64_t>, compact::rt::CUdeviceptr> tensorMaps;
   /// Split-KV: 0 chooses from the work (compact::rt::kvSplitsFor), n >= 1
   /// pins it (1: never split).

@@ -6,7 +6,7 @@
 //   wgmma    (sm_90a) S = Q K^T with both operands read from 128-byte-
 //            swizzled shared memory through descriptors, O += P V with P from
 //            registers and V an MN-major shared operand (inline PTX); a third,
-//            producer warpgroup copies the K / V tiles;
+//            producer warpgroup brings the K / V tiles in by TMA;
 //   mma_sync (sm_80+) ldmatrix fragments and mma.sync m16n8k16: the fallback.
 //
 // Both keep S, P and O in the same register layout (rows 16w + lane/4 (+8),
@@ -23,12 +23,12 @@
 //     warpgroup fills K and V rings, three stages deep, whose stages hand
 //     over through mbarriers (full: the copies landed; empty: all eight
 //     consumer warps are done), so the consumers never meet at a CTA-wide
-//     barrier; a tile inside the context comes in by TMA (a tensor map per
-//     cache, the page id a coordinate, one 64 x 64 box per part and head
-//     half, 128-byte swizzle), a tile that reaches past the context by
-//     cp.async, which zero-fills the stale slots of the last page.
-//     mma_sync: all warps copy with cp.async, two stages, two barriers per
-//     tile.
+//     barrier. The tiles come in by TMA (tensor maps over the cache, the page
+//     id a coordinate): one 64 x 64 box per part and head half, 128-byte
+//     swizzle; where the context ends inside a part, one-key boxes, the
+//     stale slots past the context read as zeros from outside the page.
+//     mma_sync: all warps copy with cp.async (zero-filling the stale slots),
+//     two stages, two barriers per tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
 //     need it, the online softmax in base 2 (scale folded into the logits),
 //     P cast to bf16/f16 in registers (the accumulator layout is the next A

@@ -1,13 +1,17 @@
 // RUN: compact-opt %s -split-input-file -compact-gpu-pipeline="format=isa" | FileCheck %s
 
 // The whole GPU pipeline: the kernels become one gpu.binary holding PTX for
-// sm_90a; the host side calls them through gpu.launch_func on LLVM.
+// sm_90a; the host side encodes the attention's four tensor maps (MLIR's
+// runtime wrapper of cuTensorMapEncodeTiled) and calls the kernels through
+// gpu.launch_func on LLVM.
 // CHECK-LABEL: llvm.func @paged_attention
+// CHECK-COUNT-4:   llvm.call @mgpuTensorMapEncodeTiledMemref
 //       CHECK:   gpu.launch_func  @compact_kernels::@paged_attention_attention
 //       CHECK: gpu.binary @compact_kernels
 //  CHECK-SAME:   #nvvm.target<{{.*}}chip = "sm_90a"
 //  CHECK-SAME:   .target sm_90a
 //  CHECK-SAME:   .entry paged_attention_attention(
+//  CHECK-SAME:   cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
 //  CHECK-SAME:   cp.async.cg.shared.global
 //  CHECK-SAME:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 //  CHECK-SAME:   ex2.approx.ftz.f32
