@@ -291,8 +291,9 @@ def test_split_kv_matches_fp64_and_repeats_bit_identically(cfg, splits):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
 def test_stale_cache_slots_are_never_read(cfg, path):
     """The slots of each sequence's last page past its length, and the spare
-    pages, hold NaN: whole tiles come in by TMA, a tile that reaches past the
-    context by zero-filling copies, so no stale slot reaches the output."""
+    pages, hold NaN: the keys past the context are never read (wgmma: TMA
+    boxes from outside the page, which read as zeros; mma_sync: zero-filling
+    cp.async), so no stale slot reaches the output."""
     gen = torch.Generator().manual_seed(9)
     rt = runtime(cfg, path)
     Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg

@@ -344,12 +344,13 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                   valueBytes = cfg.queryBytes() + stages * cfg.tileBytes();
     Value queryTile = wgmma ? gb.sharedView(shared, 0, {halves, kRows, 64}, cfg.element)
                             : gb.sharedView(shared, 0, {kRows, d}, cfg.element);
-    Value keyTiles =
-        wgmma ? gb.sharedView(shared, keyBytes, {stages, halves, kKeys, 64}, cfg.element)
-              : gb.sharedView(shared, keyBytes, {stages, kKeys, d}, cfg.element);
-    Value valueTiles =
-        wgmma ? gb.sharedView(shared, valueBytes, {stages, halves, kKeys, 64}, cfg.element)
-              : gb.sharedView(shared, valueBytes, {stages, kKeys, d}, cfg.element);
+    // mma_sync reads the K / V stages through views; wgmma addresses them by
+    // byte (TMA destinations, matrix descriptors).
+    Value keyTiles, valueTiles;
+    if (!wgmma) {
+      keyTiles = gb.sharedView(shared, keyBytes, {stages, kKeys, d}, cfg.element);
+      valueTiles = gb.sharedView(shared, valueBytes, {stages, kKeys, d}, cfg.element);
+    }
     // Where the 16-byte chunk of row r at column x (a multiple of 8) goes.
     auto placement = [&](LoopBuilder &l, Value r, Value x) -> SmallVector<Value, 3> {
       if (!wgmma)
@@ -370,6 +371,17 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       return l.add(l.mul(kb, l.index(cfg.blockSize)),
                    l.mul(l.rem(tile, l.index(tilesPerBlock)), l.index(kKeys)));
     };
+    // The page id (i32, as stored) and slot of the 64-key part starting at
+    // key `jPart` (a page holds whole parts; a 128-key tile spans two pages
+    // of 64). A part past the context (the tail of a partial last block)
+    // uses the context's last page, so no page-table entry beyond the
+    // sequence is read; its keys are not copied from the page.
+    auto partPage = [&](GpuBuilder &l, Value jPart) -> std::pair<Value, Value> {
+      Value lastKey = l.sub(l.max(ctxLen, l.index(1)), l.index(1));
+      Value pageIndex = l.min(l.div(l.min(jPart, lastKey), l.index(cfg.pageSize)),
+                              l.sub(l.dim(pageTable, 1), l.index(1)));
+      return {l.load(pageTable, {b, pageIndex}), l.rem(jPart, l.index(cfg.pageSize))};
+    };
     // mma_sync: cp.async copies of the K and V tile `tile` (zeros unless
     // `want`) into `stage` by all threads; their tokens go to `tokens`.
     auto issueTile = [&](GpuBuilder &l, Value tile, Value want, Value stage,
@@ -377,17 +389,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       Value j0 = tileStart(l, tile);
       const int64_t rowsPerStep = kThreads / cpr, stepsPerPart = kNarrowKeys / rowsPerStep;
       for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
-        // The page of each 64-key part of the tile (a page holds whole parts;
-        // a 128-key tile spans two pages of 64). A part past the context (the
-        // tail of a partial last block) uses the last page of the context, so
-        // no page-table entry beyond the sequence is read; its keys are
-        // zero-filled.
-        Value jPart = l.add(j0, l.index(part * kNarrowKeys));
-        Value pageIndex =
-            l.min(l.div(l.min(jPart, l.sub(ctxLen, l.index(1))), l.index(cfg.pageSize)),
-                  l.sub(l.dim(pageTable, 1), l.index(1)));
-        Value page = l.toIndex(l.load(pageTable, {b, pageIndex}));
-        Value slot = l.rem(jPart, l.index(cfg.pageSize));
+        auto [pageId, slot] = partPage(l, l.add(j0, l.index(part * kNarrowKeys)));
+        Value page = l.toIndex(pageId);
         // Step i copies rows [i * rowsPerStep, (i + 1) * rowsPerStep) of the part.
         auto copyStep = [&](GpuBuilder &ls, Value i) {
           Value c = ls.add(ls.mul(i, ls.index(kThreads)), tid);
@@ -484,6 +487,21 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         Value j0 = tileStart(l, tile);
         Value valid = l.select(l.cmp(CmpIPredicate::ult, tile, numTiles),
                                l.sub(l.max(ctxLen, j0), j0), l.index(0));
+        // Per part, once for both rings: its page (a bad page id is out of
+        // the map's bounds too: TMA reads zeros), slot and valid rows.
+        struct Part {
+          Value page, slot, rows, partial;
+        };
+        SmallVector<Part, 2> parts;
+        for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
+          auto [page, slot] = partPage(l, l.add(j0, l.index(part * kNarrowKeys)));
+          Value rows = l.min(l.sub(l.max(valid, l.index(part * kNarrowKeys)),
+                                   l.index(part * kNarrowKeys)),
+                             l.index(kNarrowKeys));
+          Value partial = l.andI(l.cmp(CmpIPredicate::ugt, rows, l.index(0)),
+                                 l.cmp(CmpIPredicate::ult, rows, l.index(kNarrowKeys)));
+          parts.push_back({page, l.toI32(slot), rows, partial});
+        }
         for (int64_t ring = 0; ring < 2; ++ring) {
           Value full = ringBarrier(l, false, ring, tile), stage = stageOf(l, tile);
           Value map = ring == 0 ? kMap : vMap, rowMap = ring == 0 ? kRowMap : vRowMap;
@@ -492,43 +510,27 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           l.mbarrierArriveIf(full, l.notI(leader));
           l.when(leader, [&](GpuBuilder &t) { t.mbarrierArriveExpectTx(full, cfg.tileBytes()); });
           for (int64_t part = 0; part < kKeys / kNarrowKeys; ++part) {
-            Value jPart = l.add(j0, l.index(part * kNarrowKeys));
-            Value rows = l.min(l.sub(l.max(valid, l.index(part * kNarrowKeys)),
-                                     l.index(part * kNarrowKeys)),
-                               l.index(kNarrowKeys));
-            // The part's page (for a part past the context, the context's
-            // last one: no page-table entry beyond the sequence is read). A
-            // bad page id is out of the map's bounds too: TMA reads zeros.
-            Value pageIndex =
-                l.min(l.div(l.min(jPart, l.sub(l.max(ctxLen, l.index(1)), l.index(1))),
-                            l.index(cfg.pageSize)),
-                      l.sub(l.dim(pageTable, 1), l.index(1)));
-            Value page = l.load(pageTable, {b, pageIndex});
-            Value slot = l.toI32(l.rem(jPart, l.index(cfg.pageSize)));
-            // Shared byte of row `r` (index) of head half `half` of the part.
-            auto rowAddress = [&](GpuBuilder &t, Value half, Value r) {
+            const Part &p = parts[part];
+            // Copies the box of `boxMap` at slot `at` to row `r` (index) of
+            // head half `half` of the part's place in the stage.
+            auto copy = [&](GpuBuilder &t, Value boxMap, Value half, Value r, Value at) {
               Value offset = t.add(
                   t.add(t.index(ringBytes + part * kNarrowKeys * 128),
                         t.mul(half, t.index(kKeys * 128))),
                   t.add(t.mul(stage, t.index(cfg.tileBytes())), t.mul(r, t.index(128))));
-              return sharedAddress(t, offset);
-            };
-            auto copy = [&](GpuBuilder &t, Value boxMap, Value half, Value r, Value at) {
-              SmallVector<Value, 4> c = cacheIndices(cfg.layout, page, at, t.toI32(kv),
+              SmallVector<Value, 4> c = cacheIndices(cfg.layout, p.page, at, t.toI32(kv),
                                                      t.toI32(t.mul(half, t.index(64))));
-              t.tensorCopy(rowAddress(t, half, r), boxMap, {c[3], c[2], c[1], c[0]}, full);
+              t.tensorCopy(sharedAddress(t, offset), boxMap, {c[3], c[2], c[1], c[0]}, full);
             };
-            Value partial = l.andI(l.cmp(CmpIPredicate::ugt, rows, l.index(0)),
-                                   l.cmp(CmpIPredicate::ult, rows, l.index(kNarrowKeys)));
-            l.when(l.andI(leader, l.notI(partial)), [&](GpuBuilder &t) {
-              Value at = t.select(t.cmp(CmpIPredicate::eq, rows, t.index(0)), outside, slot);
+            l.when(l.andI(leader, l.notI(p.partial)), [&](GpuBuilder &t) {
+              Value at = t.select(t.cmp(CmpIPredicate::eq, p.rows, t.index(0)), outside, p.slot);
               for (int64_t half = 0; half < halves; ++half)
                 copy(t, map, t.index(half), t.index(0), at);
             });
-            l.when(l.andI(partial, l.cmp(CmpIPredicate::ult, boxHalf, l.index(halves))),
+            l.when(l.andI(p.partial, l.cmp(CmpIPredicate::ult, boxHalf, l.index(halves))),
                    [&](GpuBuilder &t) {
-              Value at = t.select(t.cmp(CmpIPredicate::ult, boxRow, rows),
-                                  t.add(slot, t.toI32(boxRow)), outside);
+              Value at = t.select(t.cmp(CmpIPredicate::ult, boxRow, p.rows),
+                                  t.add(p.slot, t.toI32(boxRow)), outside);
               copy(t, rowMap, boxHalf, boxRow, at);
             });
           }
