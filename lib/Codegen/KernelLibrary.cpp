@@ -266,6 +266,8 @@ llvm::Expected<KernelRecord> recordKernel(mlir::gpu::GPUFuncOp kernel) {
     r.shared[i] = shared[i];
   }
   r.grid = grid.getValue().str();
+  if (auto cluster = kernel->getAttrOfType<mlir::IntegerAttr>("compact.cluster_blocks"))
+    r.clusterBlocks = cluster.getInt();
   // The op is the function name's tail up to the kernel's role suffix.
   size_t roleAt = rest.rfind('_');
   r.op = rest.substr(0, roleAt).str();
@@ -389,6 +391,7 @@ std::string compact::codegen::manifestJson(const GeneratedLibrary &library, llvm
         {"exec_group_size", k.execGroupSize},
         {"block", llvm::json::Array{k.block[0], k.block[1], k.block[2]}},
         {"grid", k.grid},
+        {"cluster_blocks", k.clusterBlocks},
         {"shared_memory",
          llvm::json::Object{{"fixed", k.shared[0]},
                             {"per_kv_block", k.shared[1]},
@@ -444,9 +447,10 @@ std::string compact::codegen::embeddingSource(const GeneratedLibrary &library,
   for (size_t i = 0; i < library.kernels.size(); ++i) {
     const KernelRecord &k = library.kernels[i];
     os << formatv("  {{\"{0}\", \"{1}\", \"{2}\", \"{3}\", {4}, {{{5}, {6}, {7}}, {{{8}, {9}, "
-                  "{10}}, kArgs{11}, {12}},\n",
+                  "{10}}, kArgs{11}, {12}, {13}},\n",
                   k.name, k.config, k.op, k.role, k.execGroupSize, k.block[0], k.block[1],
-                  k.block[2], k.shared[0], k.shared[1], k.shared[2], i, k.args.size());
+                  k.block[2], k.shared[0], k.shared[1], k.shared[2], i, k.args.size(),
+                  k.clusterBlocks);
   }
   os << "};\n\n} // namespace\n\nconst KernelImage &kernelImage() {\n"
         "  static const KernelImage image = {compact_rt_kernel_image,\n"

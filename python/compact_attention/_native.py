@@ -60,6 +60,7 @@ _SIGNATURES = {
     "compact_rt_check_tables": (ctypes.c_int, [_P, _CFG, _SHP, _I32, _P, _P, _P, _P]),
     "compact_rt_set_checks": (ctypes.c_int, [_P, ctypes.c_int]),
     "compact_rt_set_kv_splits": (ctypes.c_int, [_P, ctypes.c_int32]),
+    "compact_rt_set_clusters": (ctypes.c_int, [_P, ctypes.c_int32]),
 }
 
 

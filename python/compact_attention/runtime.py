@@ -38,7 +38,7 @@ class Runtime:
 
     def __init__(self, q_heads, kv_heads, head_dim, page_size=64, block_size=128,
                  dtype="bfloat16", layout="nhd", device=None, dry_run=False, matrix_path=None,
-                 checks=False, kv_splits=None):
+                 checks=False, kv_splits=None, clusters=None):
         torch = _torch()
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace("torch.", "")
@@ -78,6 +78,8 @@ class Runtime:
                 raise ValueError(_native.last_error())
         if kv_splits is not None:
             self.set_kv_splits(kv_splits)
+        if clusters is not None:
+            self.set_clusters(clusters)
         if checks:
             # Debug mode: every call validates the metadata and tables it
             # reads on the host before launching (synchronises each call).
@@ -103,6 +105,19 @@ class Runtime:
         if isinstance(splits, bool) or not isinstance(splits, int):
             raise ValueError(f"argument 'splits': expected an int in [0, 16], got {splits!r}")
         if self._lib.compact_rt_set_kv_splits(self._handle, splits) != _native.OK:
+            raise ValueError(_native.last_error())
+
+    _CLUSTERS = {"auto": 0, "never": 1, "always": 2}
+
+    def set_clusters(self, clusters):
+        """Thread-block clusters of paged_attention: "auto" pairs row tiles
+        that walk the same table row (TMA multicast of each K / V tile to
+        both), "never" launches plain blocks, "always" clusters whenever the
+        grid allows (for tests). Same results either way."""
+        if clusters not in self._CLUSTERS:
+            raise ValueError("argument 'clusters': expected 'auto', 'never' or 'always', "
+                             f"got {clusters!r}")
+        if self._lib.compact_rt_set_clusters(self._handle, self._CLUSTERS[clusters]) != _native.OK:
             raise ValueError(_native.last_error())
 
     def dry_run_log(self):

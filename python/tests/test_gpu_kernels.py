@@ -287,6 +287,47 @@ def test_split_kv_matches_fp64_and_repeats_bit_identically(cfg, splits):
             assert torch.equal(out, again) and torch.equal(lse, lse_again)
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
+def test_cluster_pairs_give_the_plain_blocks_bits(cfg):
+    """Row tiles walked as cluster pairs (each K / V box multicast to both
+    blocks) give the same bits as plain blocks, within 1e-2 of fp64: with one
+    table row per group, per query block where a pair shares a row, and
+    forced clusters whose pairs read different rows (they walk alone)."""
+    gen = torch.Generator().manual_seed(71)
+    Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
+    name = "bfloat16" if dtype == "bf16" else "float16"
+    runtimes = {mode: Runtime(Hq, Hkv, D, PS, bs, name, layout, kv_splits=1, clusters=mode)
+                for mode in ("never", "auto", "always")}
+    for (B, C, max_prefix), keep in [((2, 1024, 3000), 1.0), ((3, 256, 1500), 0.4),
+                                     ((1, 300, 700), 0.7)]:
+        case = case_for(cfg, gen, B, C, max_prefix)
+        for s in groups:
+            for per_qb in ([False, True] if (bs * s) % 128 == 0 else [False]):
+                table, counts = random_tables(gen, case, s, keep, -(-C // bs) if per_qb else 1)
+                outs = {}
+                for mode, rt in runtimes.items():
+                    out = torch.full_like(case["q"], math.nan)
+                    lse = torch.full((B, Hq, C), math.nan, device="cuda")
+                    rt.paged_attention(case["q"], case["k_cache"], case["v_cache"],
+                                       case["page_table"], case["lens"], table, counts, out, lse,
+                                       s)
+                    outs[mode] = (out, lse)
+                ref_out, _ = reference_attention(case, table, counts, s)
+                where = f"B={B} C={C} s={s} per_qb={per_qb}"
+                out, lse = outs["never"]
+                assert not torch.isnan(out).any(), "unwritten or NaN output"
+                assert rel_err(out, ref_out) <= 1e-2, where
+                for mode in ("auto", "always"):
+                    assert torch.equal(outs[mode][0], out), f"{where}: {mode} differs"
+                    assert torch.equal(outs[mode][1], lse), f"{where}: {mode} lse differs"
+
+
+def test_cluster_mode_is_checked():
+    cfg = CONFIGS[0]
+    with pytest.raises(ValueError, match="argument 'clusters'"):
+        runtime(cfg).set_clusters("sometimes")
+
+
 @pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
 def test_stale_cache_slots_are_never_read(cfg, path):

@@ -100,6 +100,23 @@ compact_rt_status compact_rt_set_matrix_path(compact_rt_context *ctx, const char
  * context, one per stream. */
 compact_rt_status compact_rt_set_kv_splits(compact_rt_context *ctx, int32_t splits);
 
+/* Thread-block clusters of compact_rt_paged_attention (wgmma path, unsplit):
+ * two neighbouring row tiles that walk the same table row run as a cluster
+ * of two blocks, each bringing in half of every K / V tile for both (TMA
+ * multicast), which halves the cache traffic from L2. AUTO, the default,
+ * clusters when every pair of tiles reads one table row (one row per
+ * execution group, or one per query block with block_size * exec_group_size
+ * a multiple of 256); NEVER launches plain blocks; ALWAYS clusters whenever
+ * the grid allows (the kernel still walks alone the pairs whose rows differ;
+ * for tests). The results are the same bits either way. The environment
+ * variable COMPACT_RT_CLUSTERS (auto, never, always) sets the default. */
+typedef enum {
+  COMPACT_RT_CLUSTERS_AUTO = 0,
+  COMPACT_RT_CLUSTERS_NEVER = 1,
+  COMPACT_RT_CLUSTERS_ALWAYS = 2
+} compact_rt_clusters;
+compact_rt_status compact_rt_set_clusters(compact_rt_context *ctx, int32_t clusters);
+
 /* 1 if the library has kernels for (config, exec_group_size), else 0. */
 int compact_rt_supports(const compact_rt_context *ctx, const compact_rt_config *config,
                         int32_t exec_group_size);

@@ -41,6 +41,8 @@ struct compact_rt_context {
   /// Split-KV: 0 chooses from the work (compact::rt::kvSplitsFor), n >= 1
   /// pins it (1: never split).
   int kvSplits = 0;
+  /// Clusters of attention blocks (compact_rt_clusters).
+  int clusters = COMPACT_RT_CLUSTERS_AUTO;
   /// paged_attention (wgmma) or paged_attention_mma (mma.sync).
   std::string attentionOp = "paged_attention";
   /// Dry run: no device; launches are recorded here.

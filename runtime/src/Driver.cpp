@@ -47,7 +47,7 @@ const Driver *Driver::get(std::string &error) {
               resolve(library, driver.cuModuleUnload, "cuModuleUnload", missing) &&
               resolve(library, driver.cuModuleGetFunction, "cuModuleGetFunction", missing) &&
               resolve(library, driver.cuFuncSetAttribute, "cuFuncSetAttribute", missing) &&
-              resolve(library, driver.cuLaunchKernel, "cuLaunchKernel", missing) &&
+              resolve(library, driver.cuLaunchKernelEx, "cuLaunchKernelEx", missing) &&
               resolve(library, driver.cuMemAlloc, "cuMemAlloc_v2", missing) &&
               resolve(library, driver.cuMemFree, "cuMemFree_v2", missing) &&
               resolve(library, driver.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", missing) &&

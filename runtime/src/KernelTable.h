@@ -36,6 +36,9 @@ struct KernelInfo {
   int64_t shared[3]; // fixed, per KV block, per 32 KV blocks
   const KernelArg *args;
   size_t numArgs;
+  /// Blocks along grid x that may be launched as one thread-block cluster
+  /// (1: none); the kernel is correct either way.
+  int64_t clusterBlocks = 1;
 };
 
 struct KernelImage {

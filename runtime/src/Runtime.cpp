@@ -253,9 +253,10 @@ public:
     return k;
   }
 
-  /// Launches `k` with `grid` on `stream`.
+  /// Launches `k` with `grid` on `stream`, in clusters of `cluster` blocks
+  /// along x when the kernel allows them and grid x is a multiple.
   void launch(const KernelInfo *k, std::array<int64_t, 3> grid, const Bindings &bindings,
-              void *stream) {
+              void *stream, int64_t cluster = 1) {
     if (failed() || !k)
       return;
     for (int64_t g : grid)
@@ -271,8 +272,10 @@ public:
                        std::to_string(ctx->maxSharedOptIn));
     if (callMode() == CallMode::ValidateOnly)
       return;
+    if (cluster > k->clusterBlocks || grid[0] % cluster != 0)
+      cluster = 1;
     if (ctx->dryRun)
-      return record(k, grid, bindings, shared);
+      return record(k, grid, bindings, shared, cluster);
     const Driver &d = *ctx->driver;
     ScopedContext scope(ctx);
     if (!scope.ok)
@@ -373,17 +376,22 @@ public:
     params.reserve(slots.size());
     for (uint64_t &slot : slots)
       params.push_back(&slot);
-    CUresult r = d.cuLaunchKernel(function, unsigned(grid[0]), unsigned(grid[1]),
-                                  unsigned(grid[2]), unsigned(k->block[0]), unsigned(k->block[1]),
-                                  unsigned(k->block[2]), unsigned(shared),
-                                  static_cast<CUstream>(stream), params.data(), nullptr);
+    CUlaunchAttribute clusterDim{};
+    clusterDim.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    clusterDim.value.clusterDim = {unsigned(cluster), 1, 1};
+    CUlaunchConfig launchConfig{unsigned(grid[0]),      unsigned(grid[1]),
+                                unsigned(grid[2]),      unsigned(k->block[0]),
+                                unsigned(k->block[1]),  unsigned(k->block[2]),
+                                unsigned(shared),       static_cast<CUstream>(stream),
+                                &clusterDim,            cluster > 1 ? 1u : 0u};
+    CUresult r = d.cuLaunchKernelEx(&launchConfig, function, params.data(), nullptr);
     if (r != CUDA_SUCCESS)
       error(COMPACT_RT_CUDA_ERROR, std::string("launching ") + k->name + ": " + d.describe(r));
   }
 
   /// Dry run: check the bindings as a launch would, then log the launch.
   void record(const KernelInfo *k, std::array<int64_t, 3> grid, const Bindings &bindings,
-              int64_t shared) {
+              int64_t shared, int64_t cluster) {
     for (size_t i = 0; i < k->numArgs; ++i) {
       const KernelArg &a = k->args[i];
       const char *buffer = a.kind == ArgKind::TensorMap ? a.of : a.name;
@@ -401,7 +409,8 @@ public:
     ctx->launchLog += std::string(k->name) + " grid=[" + std::to_string(grid[0]) + "," +
                       std::to_string(grid[1]) + "," + std::to_string(grid[2]) + "] block=[" +
                       std::to_string(k->block[0]) + "," + std::to_string(k->block[1]) + "," +
-                      std::to_string(k->block[2]) + "] shared=" + std::to_string(shared) + "\n";
+                      std::to_string(k->block[2]) + "] shared=" + std::to_string(shared) +
+                      (cluster > 1 ? " cluster=[" + std::to_string(cluster) + ",1,1]" : "") + "\n";
   }
 
   // Shapes of the buffers.
@@ -489,7 +498,19 @@ std::string attentionOpFor(const char *path) {
   return "";
 }
 
-/// COMPACT_RT_MATRIX_PATH and COMPACT_RT_CHECKS set a new context's defaults.
+/// The compact_rt_clusters a name says; -1 if none.
+int clustersFor(const char *name) {
+  if (std::strcmp(name, "auto") == 0)
+    return COMPACT_RT_CLUSTERS_AUTO;
+  if (std::strcmp(name, "never") == 0)
+    return COMPACT_RT_CLUSTERS_NEVER;
+  if (std::strcmp(name, "always") == 0)
+    return COMPACT_RT_CLUSTERS_ALWAYS;
+  return -1;
+}
+
+/// COMPACT_RT_MATRIX_PATH, COMPACT_RT_KV_SPLITS, COMPACT_RT_CLUSTERS and
+/// COMPACT_RT_CHECKS set a new context's defaults.
 void applyEnvironment(compact_rt_context *ctx) {
   if (const char *env = std::getenv("COMPACT_RT_MATRIX_PATH")) {
     std::string op = attentionOpFor(env);
@@ -500,6 +521,11 @@ void applyEnvironment(compact_rt_context *ctx) {
     int splits = std::atoi(env);
     if (splits >= 0 && splits <= kMaxKVSplits)
       ctx->kvSplits = splits;
+  }
+  if (const char *env = std::getenv("COMPACT_RT_CLUSTERS")) {
+    int clusters = clustersFor(env);
+    if (clusters >= 0)
+      ctx->clusters = clusters;
   }
   if (const char *env = std::getenv("COMPACT_RT_CHECKS"))
     ctx->checks = std::strcmp(env, "") != 0 && std::strcmp(env, "0") != 0;
@@ -624,6 +650,19 @@ extern "C" compact_rt_status compact_rt_set_kv_splits(compact_rt_context *ctx, i
                     std::to_string(kMaxKVSplits) + "] (0: chosen from the work), got " +
                     std::to_string(splits));
   ctx->kvSplits = splits;
+  return COMPACT_RT_OK;
+}
+
+extern "C" compact_rt_status compact_rt_set_clusters(compact_rt_context *ctx, int32_t clusters) {
+  if (!ctx)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_clusters: argument 'ctx' must not be NULL");
+  if (clusters < COMPACT_RT_CLUSTERS_AUTO || clusters > COMPACT_RT_CLUSTERS_ALWAYS)
+    return fail(COMPACT_RT_INVALID_ARGUMENT,
+                "compact_rt_set_clusters: argument 'clusters' must be COMPACT_RT_CLUSTERS_AUTO "
+                "(0), _NEVER (1) or _ALWAYS (2), got " +
+                    std::to_string(clusters));
+  ctx->clusters = clusters;
   return COMPACT_RT_OK;
 }
 
@@ -983,7 +1022,15 @@ extern "C" compact_rt_status compact_rt_paged_attention(
                    {"lse", {lse, {call.B(), config->q_heads, call.C()}}}});
   b.floats["scale"] = call.effectiveScale(scale);
   if (splits == 1) {
-    call.launch(k, {rowTiles, groups, call.B()}, b, stream);
+    // Pairs of row tiles as clusters where both tiles read one table row
+    // (a row tile is 128 / s tokens, a pair 256 / s).
+    bool sameRow = !shape->per_query_block ||
+                   (int64_t(config->block_size) * exec_group_size) % 256 == 0;
+    int64_t cluster = ctx->clusters == COMPACT_RT_CLUSTERS_ALWAYS ||
+                              (ctx->clusters == COMPACT_RT_CLUSTERS_AUTO && sameRow)
+                          ? 2
+                          : 1;
+    call.launch(k, {rowTiles, groups, call.B()}, b, stream, cluster);
     return call.status;
   }
   b.buffers["partial_lse"] = {reinterpret_cast<void *>(scratch + lseBytes),

@@ -58,24 +58,6 @@ TEST(Runtime, CreateExplainsAMissingDriver) {
   EXPECT_EQ(ctx, nullptr);
 }
 
-TEST_F(DryRun, AttentionLaunchesOneBlockPer128PackedRows) {
-  for (int32_t s : {1, 2, 4}) {
-    ASSERT_EQ(compact_rt_paged_attention(ctx, &config, &shape, s, fake(1), fake(2), fake(3),
-                                         fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
-                                         fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr),
-              COMPACT_RT_OK)
-        << error();
-  }
-  std::string expected =
-      "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention grid=[8,16,8] "
-      "block=[384,1,1] shared=229472\n"
-      "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention grid=[16,8,8] "
-      "block=[384,1,1] shared=229472\n"
-      "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_attention grid=[32,4,8] "
-      "block=[384,1,1] shared=229472\n";
-  EXPECT_EQ(log(), expected);
-}
-
 /// One paged_attention call of the fixture's config at batch `b`, chunk `c`.
 compact_rt_status attend(compact_rt_context *ctx, const compact_rt_config &config,
                          compact_rt_shape shape, int32_t b, int32_t c, int32_t s) {
@@ -84,6 +66,67 @@ compact_rt_status attend(compact_rt_context *ctx, const compact_rt_config &confi
   return compact_rt_paged_attention(ctx, &config, &shape, s, fake(1), fake(2), fake(3),
                                     fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
                                     fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr);
+}
+
+TEST_F(DryRun, AttentionLaunchesOneBlockPer128PackedRows) {
+  for (int32_t s : {1, 2, 4}) {
+    ASSERT_EQ(compact_rt_paged_attention(ctx, &config, &shape, s, fake(1), fake(2), fake(3),
+                                         fake<int32_t>(4), fake<int32_t>(5), fake<int32_t>(6),
+                                         fake<int32_t>(7), 0.0f, fake(8), nullptr, nullptr),
+              COMPACT_RT_OK)
+        << error();
+  }
+  // One table row per group: neighbouring row tiles walk it as cluster pairs.
+  std::string expected =
+      "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention grid=[8,16,8] "
+      "block=[384,1,1] shared=229472 cluster=[2,1,1]\n"
+      "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention grid=[16,8,8] "
+      "block=[384,1,1] shared=229472 cluster=[2,1,1]\n"
+      "q16_kv4_d128_p64_b128_bf16_nhd__s4__paged_attention_attention grid=[32,4,8] "
+      "block=[384,1,1] shared=229472 cluster=[2,1,1]\n";
+  EXPECT_EQ(log(), expected);
+}
+
+TEST_F(DryRun, ClusterPairsOnlyWhereBothTilesReadOneTableRow) {
+  // One table per query block (bs 128): a pair of row tiles is 256 / s
+  // tokens, one block only from s = 2 on.
+  compact_rt_shape perBlock = shape;
+  perBlock.per_query_block = 1;
+  for (int32_t s : {1, 2})
+    ASSERT_EQ(attend(ctx, config, perBlock, 8, 1024, s), COMPACT_RT_OK) << error();
+  // An odd number of row tiles (C 640, s 1: 5) cannot be paired.
+  ASSERT_EQ(attend(ctx, config, shape, 8, 640, 1), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log(), "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention "
+                   "grid=[8,16,8] block=[384,1,1] shared=229472\n"
+                   "q16_kv4_d128_p64_b128_bf16_nhd__s2__paged_attention_attention "
+                   "grid=[16,8,8] block=[384,1,1] shared=229472 cluster=[2,1,1]\n"
+                   "q16_kv4_d128_p64_b128_bf16_nhd__s1__paged_attention_attention "
+                   "grid=[5,16,8] block=[384,1,1] shared=229472\n");
+}
+
+TEST_F(DryRun, ClustersNeverAndAlways) {
+  compact_rt_shape perBlock = shape;
+  perBlock.per_query_block = 1;
+  ASSERT_EQ(compact_rt_set_clusters(ctx, COMPACT_RT_CLUSTERS_NEVER), COMPACT_RT_OK);
+  ASSERT_EQ(attend(ctx, config, shape, 8, 1024, 4), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log().find("cluster"), std::string::npos) << log();
+  ASSERT_EQ(compact_rt_set_clusters(ctx, COMPACT_RT_CLUSTERS_ALWAYS), COMPACT_RT_OK);
+  ASSERT_EQ(attend(ctx, config, perBlock, 8, 1024, 1), COMPACT_RT_OK) << error();
+  EXPECT_NE(log().find("grid=[8,16,8] block=[384,1,1] shared=229472 cluster=[2,1,1]"),
+            std::string::npos)
+      << log();
+  // Split walks never run as clusters.
+  std::string before = log();
+  ASSERT_EQ(attend(ctx, config, shape, 1, 512, 4), COMPACT_RT_OK) << error();
+  EXPECT_EQ(log().substr(before.size()).find("cluster"), std::string::npos) << log();
+}
+
+TEST_F(DryRun, ClusterModeOutOfRangeIsRejected) {
+  EXPECT_EQ(compact_rt_set_clusters(ctx, 3), COMPACT_RT_INVALID_ARGUMENT);
+  EXPECT_NE(error().find("argument 'clusters' must be COMPACT_RT_CLUSTERS_AUTO"),
+            std::string::npos)
+      << error();
+  EXPECT_EQ(compact_rt_set_clusters(nullptr, 0), COMPACT_RT_INVALID_ARGUMENT);
 }
 
 TEST_F(DryRun, SmallGridsSplitTheKVWalkAndMergeThePartials) {

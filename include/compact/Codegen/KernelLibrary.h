@@ -59,6 +59,8 @@ struct KernelRecord {
   std::array<int64_t, 3> shared{0, 0, 0}; // fixed, per KV block, per 32 KV blocks
   std::string grid;
   std::vector<KernelArgRecord> args;
+  /// Blocks along grid x the kernel may be launched with as one cluster.
+  int64_t clusterBlocks = 1;
 };
 
 struct GeneratedLibrary {

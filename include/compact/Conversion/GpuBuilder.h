@@ -85,13 +85,19 @@ public:
   // mbarriers (8 bytes of shared memory each) between a producer warp and
   // consumer warps; `address` is the barrier's shared-window address (i32).
 
-  /// mbarrier.init with `count` arrivals per phase.
+  /// mbarrier.init with `count` arrivals per phase (a constant, or an i32).
   void mbarrierInit(Value address, int64_t count);
+  void mbarrierInit(Value address, Value count);
   /// Spins until the phase of parity `parity` (i32, 0 / 1) has completed.
   /// A fresh barrier counts the phase of parity 1 as completed.
   void mbarrierWait(Value address, Value parity);
   /// One arrival, from the threads whose `flag` (i1) is true.
   void mbarrierArriveIf(Value address, Value flag);
+  /// One arrival on the barrier at the same address in the shared memory of
+  /// block `rank` (i32) of this block's cluster, from the threads whose
+  /// `flag` (i1) is true; it releases this thread's earlier accesses at
+  /// cluster scope.
+  void mbarrierArriveInClusterIf(Value address, Value rank, Value flag);
   /// One arrival that also expects `bytes` more of asynchronous copies (the
   /// tensor copies that complete on the barrier) before the phase completes.
   void mbarrierArriveExpectTx(Value address, int64_t bytes);
@@ -99,8 +105,24 @@ public:
   /// (i32, innermost first) of the tensor map at `tensorMap` (a generic
   /// !llvm.ptr to a CUtensorMap in global memory) to shared byte
   /// `destination` (i64 shared address), completing its bytes on the barrier
-  /// at `barrier` (i32).
-  void tensorCopy(Value destination, Value tensorMap, ValueRange coordinates, Value barrier);
+  /// at `barrier` (i32). With a `multicastMask` (i16) the box lands at the
+  /// same address, and completes on the barrier at the same address, in
+  /// every block of the cluster whose rank is a bit of the mask.
+  void tensorCopy(Value destination, Value tensorMap, ValueRange coordinates, Value barrier,
+                  Value multicastMask = Value());
+
+  // Thread-block clusters (sm_90): the blocks of a cluster run at the same
+  // time on neighbouring multiprocessors and can reach each other's shared
+  // memory. A launch without clusters is a cluster of one block.
+
+  /// This block's rank in its cluster (i32).
+  Value clusterRank();
+  /// The blocks in this block's cluster (i32), and along x.
+  Value clusterBlocks();
+  Value clusterBlocksX();
+  /// All threads of all blocks of the cluster meet; what each did before is
+  /// visible to all after (release / acquire).
+  void clusterBarrier();
 
   // Hopper (sm_90a) warpgroup matrix multiply, as inline PTX: MLIR's NVVM
   // ops have no register-A form, and the fences must stay where they are.

@@ -90,6 +90,10 @@ struct AttentionConfig {
   bool split;
   int64_t tileKeys;
 
+  /// Whether two row tiles may walk as a pair of a thread-block cluster
+  /// (wgmma, unsplit: the split kernels serve grids too small for L2 traffic
+  /// to matter, and their producer has no registers to spare).
+  bool pairs() const { return path == MatrixPath::Wgmma && !split; }
   int64_t tileBytes() const { return tileKeys * headDim * 2; }
   int64_t queryBytes() const { return kRows * headDim * 2; }
   int64_t stages() const { return path == MatrixPath::Wgmma ? kStages : 2; }
@@ -268,6 +272,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
   plan.shared.fixed = cfg.sharedBytes();
   plan.gridRule = cfg.split ? "[ceil(C * s / 128), E, B * S]" : "[ceil(C * s / 128), E, B]";
   plan.minBlocksPerMultiprocessor = 1;
+  if (cfg.pairs())
+    plan.clusterBlocks = 2;
   plan.body = [cfg, groups](GpuBuilder &gb, ValueRange args, Value shared) {
     Value q = args[0], kCache = args[1], vCache = args[2], pageTable = args[3];
     Value ctxLens = args[4], table = args[5], counts = args[6], out = args[7];
@@ -312,7 +318,35 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // table row is read.
     Value count =
         gb.min(gb.toIndex(gb.nonNegative(gb.load(counts, {b, row}))), gb.dim(table, 2));
-    Value lastRow = gb.min(gb.add(m0, gb.index(kRows - 1)), gb.sub(rows, gb.index(1)));
+    // Cluster pairs (wgmma): launched in clusters of two blocks along x,
+    // two neighbouring row tiles whose tiles read the same table row walk it
+    // together: each block brings in half of every K / V tile and multicasts
+    // it to both, halving what the pair reads from L2. Their walk is the
+    // longer of the two (the later tile may see one more block of the
+    // chunk's diagonal; its keys are masked for the earlier tile's rows).
+    // Both blocks decide `paired` alike from the grid alone; a launch
+    // without clusters, or a pair whose tiles read different rows, walks
+    // alone.
+    Value paired = gb.boolean(false), clustered = gb.boolean(false), clusterRank = gb.index(0);
+    Value walkEnd = gb.add(m0, gb.index(kRows));
+    if (cfg.pairs()) {
+      Value clusterBlocks = gb.toIndex(gb.clusterBlocks());
+      clustered = gb.cmp(CmpIPredicate::ugt, clusterBlocks, gb.index(1));
+      clusterRank = gb.toIndex(gb.clusterRank());
+      Value pairFirst = gb.sub(tileM, clusterRank);
+      auto rowOfTile = [&](Value tile) {
+        Value token = gb.div(gb.mul(tile, gb.index(kRows)), gb.index(s));
+        return tableRows.rowOf(gb, e, gb.div(token, gb.index(cfg.blockSize)));
+      };
+      paired = gb.andI(
+          gb.andI(gb.cmp(CmpIPredicate::eq, clusterBlocks, gb.index(2)),
+                  gb.cmp(CmpIPredicate::eq, gb.toIndex(gb.clusterBlocksX()), gb.index(2))),
+          gb.cmp(CmpIPredicate::eq, rowOfTile(pairFirst),
+                 rowOfTile(gb.add(pairFirst, gb.index(1)))));
+      walkEnd = gb.select(paired, gb.mul(gb.add(pairFirst, gb.index(2)), gb.index(kRows)),
+                          walkEnd);
+    }
+    Value lastRow = gb.min(gb.sub(walkEnd, gb.index(1)), gb.sub(rows, gb.index(1)));
     Value minPos = gb.add(prefix, gb.div(m0, gb.index(s)));
     Value maxPos = gb.add(prefix, gb.div(lastRow, gb.index(s)));
     Value active = activeEntries(gb, table, b, row, count, maxPos, cfg.blockSize);
@@ -445,21 +479,44 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           .getResult();
     };
 
+    // All threads of the block meet, and with clusters those of the whole
+    // cluster (`orBlock` false: only then).
+    auto meetCluster = [&](GpuBuilder &g, bool orBlock) {
+      g.when(
+          clustered, {},
+          [](GpuBuilder &c) -> SmallVector<Value> {
+            c.clusterBarrier();
+            return {};
+          },
+          [&](GpuBuilder &c) -> SmallVector<Value> {
+            if (orBlock)
+              c.barrier();
+            return {};
+          });
+    };
+
     scf::IfOp roles;
     if (wgmma) {
       // The producer warpgroup walks the table ahead of the consumers, as far
       // as the rings' free stages let it: per tile, K then V, each after its
       // stage was released. Each producer thread arrives once per stage fill
       // (the leader with the tile's bytes), so a full barrier expects
-      // kProducerThreads arrivals and the bytes, an empty one kWarps.
+      // kProducerThreads arrivals and the bytes, an empty one kWarps, or
+      // 2 kWarps when paired: a stage is refilled in both blocks of the pair
+      // at once, so the consumers of both release it.
+      Value emptyArrivals =
+          gb.toI32(gb.select(paired, gb.index(2 * kWarps), gb.index(kWarps)));
       gb.when(gb.cmp(CmpIPredicate::eq, tid, gb.index(0)), [&](GpuBuilder &w) {
         for (int64_t ring = 0; ring < 2; ++ring)
           for (int64_t stage = 0; stage < kStages; ++stage) {
             w.mbarrierInit(ringBarrier(w, false, ring, w.index(stage)), kProducerThreads);
-            w.mbarrierInit(ringBarrier(w, true, ring, w.index(stage)), kWarps);
+            w.mbarrierInit(ringBarrier(w, true, ring, w.index(stage)), emptyArrivals);
           }
+        w.when(clustered, [](GpuBuilder &c) { c.ptx("fence.mbarrier_init.release.cluster;"); });
       });
-      gb.barrier();
+      // The other block of the pair signals these barriers and copies into
+      // this block only once they exist.
+      meetCluster(gb, /*orBlock=*/true);
       // Producer and consumers are the two sides of one branch: what only
       // the consumers use is not live through the producer's small register
       // budget. The consumer side is the rest of the kernel (until the end of
@@ -475,6 +532,14 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       Value boxRow = gb.rem(producerThread, gb.index(kNarrowKeys));
       Value boxHalf = gb.div(producerThread, gb.index(kNarrowKeys));
       Value outside = gb.toI32(gb.index(cfg.pageSize)); // a slot past every page
+      // Paired, box `unit` (part * halves + half) of a tile is this block's
+      // to bring in (multicast to both) when unit % 2 is its rank.
+      Value pairMask = arith::ConstantIntOp::create(gb.builder(), gb.location(),
+                                                    gb.builder().getI16Type(), 3);
+      auto mine = [&](GpuBuilder &t, Value unit) {
+        return t.orI(t.notI(paired), t.cmp(CmpIPredicate::eq, t.rem(unit, t.index(2)),
+                                           clusterRank));
+      };
       gb.loop(gb.index(0), walkTiles, gb.index(1), [&](GpuBuilder &l, Value tile) {
         // Every 64-key part of the tile comes in by TMA and fills its whole
         // place in the stage, so the leader expects the tile's bytes. A part
@@ -520,7 +585,21 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                   t.add(t.mul(stage, t.index(cfg.tileBytes())), t.mul(r, t.index(128))));
               SmallVector<Value, 4> c = cacheIndices(cfg.layout, p.page, at, t.toI32(kv),
                                                      t.toI32(t.mul(half, t.index(64))));
-              t.tensorCopy(sharedAddress(t, offset), boxMap, {c[3], c[2], c[1], c[0]}, full);
+              SmallVector<Value, 4> coordinates = {c[3], c[2], c[1], c[0]};
+              Value dst = sharedAddress(t, offset);
+              Value unit = t.add(t.index(part * halves), half);
+              t.when(mine(t, unit), [&](GpuBuilder &u) {
+                u.when(
+                    paired, {},
+                    [&](GpuBuilder &m) -> SmallVector<Value> {
+                      m.tensorCopy(dst, boxMap, coordinates, full, pairMask);
+                      return {};
+                    },
+                    [&](GpuBuilder &m) -> SmallVector<Value> {
+                      m.tensorCopy(dst, boxMap, coordinates, full);
+                      return {};
+                    });
+              });
             };
             l.when(l.andI(leader, l.notI(p.partial)), [&](GpuBuilder &t) {
               Value at = t.select(t.cmp(CmpIPredicate::eq, p.rows, t.index(0)), outside, p.slot);
@@ -785,9 +864,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       for (auto [ring, tile] : tiles)
         l.mbarrierWait(ringBarrier(l, false, ring, tile), phaseParity(l, tile, /*flip=*/false));
     };
+    // Paired, the stage is released in the other block too: its producer
+    // refills it in both.
+    Value peer = wgmma ? gb.toI32(gb.sub(gb.index(1), clusterRank)) : Value();
     auto release = [&](GpuBuilder &l, int64_t ring, Value tile) {
-      l.mbarrierArriveIf(ringBarrier(l, true, ring, tile),
-                         l.cmp(CmpIPredicate::eq, l.laneId(), l.index(0)));
+      Value empty = ringBarrier(l, true, ring, tile);
+      Value lane0 = l.cmp(CmpIPredicate::eq, l.laneId(), l.index(0));
+      l.mbarrierArriveIf(empty, lane0);
+      if (cfg.pairs())
+        l.mbarrierArriveInClusterIf(empty, peer, l.andI(lane0, paired));
     };
 
     // O (D/8 n-tiles x 4) and the m and l of the two rows, after the walk.
@@ -804,15 +889,32 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // Warpgroup 0 issues its products first and runs the softmax under
       // them (walkProductsFirst); warpgroup 1 runs the softmax of the tile
       // before first, under warpgroup 0's products, then issues its own
-      // (walkSoftmaxFirst). Between the per-tile barriers the two thus take
-      // turns on the tensor cores and on the exp2 / ALU pipes instead of
-      // both waiting for their scores at the same time.
-
+      // (walkSoftmaxFirst). The two thus take turns on the tensor cores and
+      // on the exp2 / ALU pipes instead of both waiting for their scores at
+      // the same time.
+      //
+      // The turns are enforced (FlashAttention-3's ping-pong): a
+      // warpgroup issues its products only in its turn (named barrier 2 + wg,
+      // which the other warpgroup's 128 threads arrive at) and hands the turn
+      // over once they are issued. So the two alternate strictly: one's
+      // softmax always runs under the other's products, however the walks
+      // drift. Both take n + 1 turns for n tiles; warpgroup 1 hands
+      // warpgroup 0 the first turn and keeps its last.
+      auto takeTurn = [&](GpuBuilder &g, int wg) {
+        g.ptx("bar.sync " + std::to_string(2 + wg) + ", " + std::to_string(kThreads) + ";");
+      };
+      auto passTurn = [&](GpuBuilder &g, int wg) {
+        g.ptx("bar.arrive " + std::to_string(3 - wg) + ", " + std::to_string(kThreads) + ";");
+      };
       // Shared by both walks: S_0, waited for.
-      auto firstScores = [&](GpuBuilder &g) {
+      auto firstScores = [&](GpuBuilder &g, int wg) {
         Value first = g.index(0);
         waitTiles(g, {{0, first}});
+        if (wg == 1)
+          passTurn(g, 1);
+        takeTurn(g, wg);
         SmallVector<Value> s0 = issueScores(g, stageOf(g, first));
+        passTurn(g, wg);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         s0 = g.fenceOperands(s0);
         release(g, 0, first);
@@ -820,7 +922,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       };
       auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
         Value one = g.index(1);
-        SmallVector<Value> s0 = firstScores(g);
+        SmallVector<Value> s0 = firstScores(g, 0);
         Value negInf[2] = {g.negInf(f32), g.negInf(f32)}, zero[2] = {g.f32(0.0f), g.f32(0.0f)};
         SoftmaxStep first = softmaxTile(g, g.index(0), anyTile, s0, negInf, zero);
 
@@ -832,10 +934,12 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             one, walkTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
               Value prev = l.sub(tile, l.index(1));
               waitTiles(l, {{0, tile}, {1, prev}});
+              takeTurn(l, 0);
               SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
               SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
               SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
               SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), pPrev, oIn);
+              passTurn(l, 0);
               l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
               scores = l.fenceOperands(scores);
               release(l, 0, tile);
@@ -861,7 +965,9 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         waitTiles(g, {{1, lastTile}});
         SmallVector<Value> pLast(state.begin() + pAt, state.end());
         SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
+        takeTurn(g, 0);
         SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), pLast, oLast);
+        passTurn(g, 0);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(pLast.begin(), pLast.end());
         oAcc = g.fenceOperands(oAcc);
@@ -873,7 +979,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       };
       auto walkSoftmaxFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
         Value one = g.index(1);
-        SmallVector<Value> s0 = firstScores(g);
+        SmallVector<Value> s0 = firstScores(g, 1);
 
         // State between tiles: O (in the scale of the last softmax), m, l,
         // and the raw scores of the tile before.
@@ -899,8 +1005,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
               SoftmaxStep step;
               SmallVector<Value> oIn = softmaxAndRescale(l, prev, l.boolean(true), iters, step);
               waitTiles(l, {{0, tile}, {1, prev}});
+              takeTurn(l, 1);
               SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
               SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), step.pRegs, oIn);
+              passTurn(l, 1);
               l.ptx("wgmma.wait_group.sync.aligned 0;");
               SmallVector<Value> done(oAcc.begin(), oAcc.end());
               done.append(scores.begin(), scores.end());
@@ -920,6 +1028,7 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         SoftmaxStep step;
         SmallVector<Value> oIn = softmaxAndRescale(g, lastTile, anyTile, state, step);
         waitTiles(g, {{1, lastTile}});
+        takeTurn(g, 1);
         SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), step.pRegs, oIn);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(step.pRegs.begin(), step.pRegs.end());
@@ -1005,8 +1114,13 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         }
       });
     }
-    if (roles)
+    if (roles) {
       gb.builder().setInsertionPointAfter(roles);
+      // Neither block of a pair leaves while the other may still signal its
+      // barriers.
+      if (cfg.pairs())
+        meetCluster(gb, /*orBlock=*/false);
+    }
   };
   if (!cfg.split)
     return Plans{std::move(plan)};

@@ -136,6 +136,9 @@ LogicalResult outline(Operation *op, func::FuncOp func, gpu::GPUModuleOp kernels
                                                      DenseI64ArrayAttr::get(ctx, map.box))})));
       kernel->setAttr("compact.tensor_maps", DictionaryAttr::get(ctx, maps));
     }
+    if (plan.clusterBlocks > 1)
+      kernel->setAttr("compact.cluster_blocks",
+                      IntegerAttr::get(IntegerType::get(ctx, 64), plan.clusterBlocks));
     if (plan.minBlocksPerMultiprocessor > 0)
       kernel->setAttr("nvvm.minctasm",
                       IntegerAttr::get(IntegerType::get(ctx, 32), plan.minBlocksPerMultiprocessor));

@@ -53,6 +53,10 @@ struct KernelPlan {
     SmallVector<int64_t, 5> box;
   };
   SmallVector<TensorMap, 2> tensorMaps;
+  /// Blocks along grid x that may run as one thread-block cluster (1:
+  /// none). The kernel is correct launched either way; the runtime clusters
+  /// it when grid x is a multiple and the blocks have work to share.
+  int64_t clusterBlocks = 1;
 };
 
 /// Appends to `plan` an argument `name` that is a TMA tensor map over the

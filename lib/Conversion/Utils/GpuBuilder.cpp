@@ -49,18 +49,22 @@ SmallVector<Value> GpuBuilder::when(Value cond, TypeRange types,
   auto op = scf::IfOp::create(builder(), location(), types, cond, /*withElseRegion=*/true);
   {
     OpBuilder::InsertionGuard guard(builder());
-    builder().setInsertionPointToStart(&op.getThenRegion().front());
+    // A region without results comes with a terminator: the body and the
+    // yield go where it was.
+    eraseTerminator(op.getThenRegion().front());
+    builder().setInsertionPointToEnd(&op.getThenRegion().front());
     GpuBuilder inner(builder(), location());
     SmallVector<Value> values = thenBody(inner);
-    eraseTerminator(op.getThenRegion().front());
     scf::YieldOp::create(builder(), location(), values);
   }
   {
     OpBuilder::InsertionGuard guard(builder());
-    builder().setInsertionPointToStart(&op.getElseRegion().front());
+    // A region without results comes with a terminator: the body and the
+    // yield go where it was.
+    eraseTerminator(op.getElseRegion().front());
+    builder().setInsertionPointToEnd(&op.getElseRegion().front());
     GpuBuilder inner(builder(), location());
     SmallVector<Value> values = elseBody(inner);
-    eraseTerminator(op.getElseRegion().front());
     scf::YieldOp::create(builder(), location(), values);
   }
   return SmallVector<Value>(op.getResults().begin(), op.getResults().end());
@@ -240,6 +244,10 @@ void GpuBuilder::mbarrierInit(Value address, int64_t count) {
             "mbarrier.init.shared::cta.b64 [$0], " + std::to_string(count) + ";", "r");
 }
 
+void GpuBuilder::mbarrierInit(Value address, Value count) {
+  inlineAsm(*this, Type(), {address, count}, "mbarrier.init.shared::cta.b64 [$0], $1;", "r,r");
+}
+
 void GpuBuilder::mbarrierWait(Value address, Value parity) {
   // try_wait suspends for a while before it fails; the loop retries. The
   // labels are local to the braces, so the statement can appear many times.
@@ -258,6 +266,31 @@ void GpuBuilder::mbarrierArriveIf(Value address, Value flag) {
             "r,r");
 }
 
+void GpuBuilder::mbarrierArriveInClusterIf(Value address, Value rank, Value flag) {
+  Value flag32 = arith::ExtUIOp::create(builder(), location(), builder().getI32Type(), flag);
+  inlineAsm(*this, Type(), {address, rank, flag32},
+            "{\n.reg .pred p;\n.reg .b32 remote;\nsetp.ne.u32 p, $2, 0;\n"
+            "@p mapa.shared::cluster.u32 remote, $0, $1;\n"
+            "@p mbarrier.arrive.shared::cluster.b64 _, [remote];\n}",
+            "r,r,r");
+}
+
+Value GpuBuilder::clusterRank() {
+  return inlineAsm(*this, builder().getI32Type(), {}, "mov.u32 $0, %cluster_ctarank;", "=r");
+}
+
+Value GpuBuilder::clusterBlocks() {
+  return inlineAsm(*this, builder().getI32Type(), {}, "mov.u32 $0, %cluster_nctarank;", "=r");
+}
+
+Value GpuBuilder::clusterBlocksX() {
+  return inlineAsm(*this, builder().getI32Type(), {}, "mov.u32 $0, %cluster_nctaid.x;", "=r");
+}
+
+void GpuBuilder::clusterBarrier() {
+  ptx("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;");
+}
+
 void GpuBuilder::mbarrierArriveExpectTx(Value address, int64_t bytes) {
   inlineAsm(*this, Type(), {address},
             "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], " + std::to_string(bytes) + ";",
@@ -265,7 +298,7 @@ void GpuBuilder::mbarrierArriveExpectTx(Value address, int64_t bytes) {
 }
 
 void GpuBuilder::tensorCopy(Value destination, Value tensorMap, ValueRange coordinates,
-                            Value barrier) {
+                            Value barrier, Value multicastMask) {
   MLIRContext *ctx = builder().getContext();
   auto shared = LLVM::LLVMPointerType::get(ctx, /*addressSpace=*/3);
   // The copy writes shared::cluster; this block's own window is part of it.
@@ -276,7 +309,7 @@ void GpuBuilder::tensorCopy(Value destination, Value tensorMap, ValueRange coord
   Value bar = LLVM::IntToPtrOp::create(builder(), location(), shared, barrier);
   NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
       builder(), location(), dst, tensorMap, coordinates, bar, /*im2colOffsets=*/ValueRange(),
-      /*multicastMask=*/Value(), /*l2CacheHint=*/Value(), NVVM::TMALoadMode::TILE,
+      multicastMask, /*l2CacheHint=*/Value(), NVVM::TMALoadMode::TILE,
       /*isCTAOnly=*/false, /*group=*/NVVM::CTAGroupKindAttr(), /*predicate=*/Value());
 }
 

@@ -3,25 +3,33 @@
 // Paged attention, wgmma path (the default). The host side is one launch of
 // 384 threads per 128 packed rows, execution group and sequence: two consumer
 // warpgroups and a producer warpgroup. Shared memory: Q (32 KB), three stages
-// each of K and V (6 x 32 KB) and 12 ring barriers (96 bytes). Thread 0
-// initialises the barriers (a full one expects the 128 producer threads'
-// arrivals and the tile's bytes, an empty one the 8 consumer warps), then the
-// roles split and trade registers (setmaxnreg). The host makes TMA tensor
+// each of K and V (6 x 32 KB) and 12 ring barriers (96 bytes). The kernel may
+// run as clusters of two blocks along x: it reads its cluster's shape and its
+// rank, and pairs with the other block when both row tiles read one table row
+// (here always: one row per group). Thread 0 initialises the barriers (a full
+// one expects the 128 producer threads' arrivals and the tile's bytes, an
+// empty one the 8 consumer warps, or 16 when paired) and, clustered, fences
+// the init for the cluster, which then meets (else the block). The roles
+// split and trade registers (setmaxnreg). The host makes TMA tensor
 // maps per cache (boxes of 64 keys x 64 elements, and of one key x 64, with
 // the 128-byte swizzle) and passes them as pointers. The producer walks the
 // table: per 128-key tile it waits for a free K stage, every thread arrives
 // (the leader expecting 32 KB), and each 64-key part (its page looked up)
 // comes in by TMA: inside the context two 64-row boxes (head halves) from the
 // leader, past it the same boxes at a slot outside the page (zeros), and
-// where the context ends one row box per thread; then the same for V. The
-// consumers load Q, meet at named barrier 1, and take different walks:
+// where the context ends one row box per thread; then the same for V. Each
+// box is multicast to both blocks of a pair by the block whose turn it is, or
+// copied alone. The consumers load Q, meet at named barrier 1, and take
+// different walks, issuing their products in strict turns (named barriers 2
+// and 3; warpgroup 1 hands warpgroup 0 the first turn):
 // warpgroup 1 runs the softmax of the tile before first, then waits for K_j
 // and V_{j-1} (no proxy fence: TMA and wgmma are both the async proxy),
 // issues S_j (8
 // k-steps of m64n128k16) and P_{j-1} V_{j-1} (8 k-steps, register A,
 // MN-major V) and releases both stages; warpgroup 0 issues S_j and
 // P_{j-1} V_{j-1} together, waits for S_j only, releases K_j, runs the
-// softmax (ex2) under P V, then releases V_{j-1}.
+// softmax (ex2) under P V, then releases V_{j-1}. A release reaches the
+// paired block's empty barrier too. At the end, clustered blocks meet again.
 // CHECK-LABEL: func.func @paged_attention
 //       CHECK:   %[[KU:.+]] = memref.cast %arg1 : memref<?x64x4x128xbf16> to memref<*xbf16>
 //       CHECK:   %[[KD:.+]] = nvgpu.tma.create.descriptor %[[KU]] box[%c1, %c64, %c1, %c64] : memref<*xbf16> -> <tensor = memref<1x64x1x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, interleave = none>
@@ -34,11 +42,23 @@
 //  CHECK-SAME:     %[[KM]] : !llvm.ptr, %[[VM]] : !llvm.ptr, %{{.+}} : !llvm.ptr, %{{.+}} : !llvm.ptr)
 // CHECK-LABEL: gpu.func @paged_attention_attention
 //  CHECK-SAME:   compact.arg_names = ["q", "k_cache", "v_cache", "page_table", "ctx_lens", "block_table", "block_counts", "out", "scale", "k_cache_map", "v_cache_map", "k_cache_row_map", "v_cache_row_map"]
+//  CHECK-SAME:   compact.cluster_blocks = 2 : i64
 //  CHECK-SAME:   compact.grid = "[ceil(C * s / 128), E, B]"
 //  CHECK-SAME:   compact.tensor_maps = {k_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "k_cache"}, k_cache_row_map = {box = array<i64: 1, 1, 1, 64>, of = "k_cache"}, v_cache_map = {box = array<i64: 1, 64, 1, 64>, of = "v_cache"}, v_cache_row_map = {box = array<i64: 1, 1, 1, 64>, of = "v_cache"}}
+//       CHECK:   %[[BLOCKS:.+]] = llvm.inline_asm {{.*}} "mov.u32 $0, %cluster_nctarank;"
+//       CHECK:   %[[CLUSTERED:.+]] = arith.cmpi ugt, %{{.+}}, %c1 : index
+//       CHECK:   "mov.u32 $0, %cluster_ctarank;"
+//       CHECK:   "mov.u32 $0, %cluster_nctaid.x;"
+//       CHECK:   %[[PAIRED:.+]] = arith.andi
+//       CHECK:   arith.select %[[PAIRED]], %c16, %c8 : index
 //       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 128;"
-//       CHECK:   "mbarrier.init.shared::cta.b64 [$0], 8;"
-//       CHECK:   gpu.barrier
+//       CHECK:   "mbarrier.init.shared::cta.b64 [$0], $1;"
+//       CHECK:   scf.if %[[CLUSTERED]] {
+//  CHECK-NEXT:     "fence.mbarrier_init.release.cluster;"
+//       CHECK:   scf.if %[[CLUSTERED]] {
+//  CHECK-NEXT:     "barrier.cluster.arrive.release;\0Abarrier.cluster.wait.acquire;"
+//  CHECK-NEXT:   } else {
+//  CHECK-NEXT:     gpu.barrier
 //       CHECK:   scf.if
 // The producer.
 //       CHECK:     "setmaxnreg.dec.sync.aligned.u32 40;"
@@ -47,14 +67,32 @@
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:       @p mbarrier.arrive.shared::cta.b64
 //       CHECK:       "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
-// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
-//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11,
-// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9,
-//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11,
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg9, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg11, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
 //       CHECK:       mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:       "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], 32768;"
-// CHECK-COUNT-2:       nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10,
-//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12,
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg10, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12, {{.+}} multicast_mask = %c3_i16
+//       CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.+}}, %arg12, %{{[0-9]+}}, box[{{[^]]+}}] : !llvm.ptr<7>
 //   CHECK-NOT:     nvgpu.device_async_copy
 //       CHECK:   } else {
 // The consumers.
@@ -66,37 +104,49 @@
 //       CHECK:     scf.if
 // Warpgroup 1: softmax first.
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:   "bar.arrive 2, 256;"
+//       CHECK:   "bar.sync 3, 256;"
 //   CHECK-NOT:   "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
+//       CHECK:   "bar.arrive 2, 256;"
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
+//       CHECK:   @p mapa.shared::cluster.u32 remote, $0, $1;\0A@p mbarrier.arrive.shared::cluster.b64 _, [remote];
 //       CHECK:   scf.for
 //       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:     "bar.sync 3, 256;"
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:     "bar.arrive 2, 256;"
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
 //       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:   "bar.sync 3, 256;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//   CHECK-NOT:   "bar.arrive
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   } else {
 // Warpgroup 0: products first.
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:   "bar.sync 2, 256;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
+//       CHECK:   "bar.arrive 3, 256;"
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   scf.for
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:     "bar.sync 2, 256;"
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:     "bar.arrive 3, 256;"
 //       CHECK:     "wgmma.wait_group.sync.aligned 1;"
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     llvm.nvvm.ex2.approx
@@ -104,9 +154,16 @@
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
+//       CHECK:   "bar.sync 2, 256;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
+//       CHECK:   "bar.arrive 3, 256;"
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
+// The pair meets before it leaves.
+//       CHECK:   scf.if %[[CLUSTERED]] {
+//  CHECK-NEXT:     "barrier.cluster.arrive.release;\0Abarrier.cluster.wait.acquire;"
+//  CHECK-NEXT:   }
+//  CHECK-NEXT:   gpu.return
 func.func @paged_attention(%q: memref<?x?x16x128xbf16>, %kc: memref<?x64x4x128xbf16>,
                            %vc: memref<?x64x4x128xbf16>, %pt: memref<?x?xi32>,
                            %lens: memref<?xi32>, %table: memref<?x4x?xi32>,
