@@ -1,6 +1,6 @@
 """Every kernel of the kernel library at least once, on small and edge shapes
 (odd lengths, a single-token chunk, partial last pages, empty tables, both
-matrix paths, the execution-group choice), and the plan (with and without a
+matrix paths, the execution-group choice, cluster pairs), and the plan (with and without a
 group slack), for compute-sanitizer (memcheck / racecheck /
 initcheck / synccheck)."""
 
@@ -71,6 +71,24 @@ rt.dense_table(case["lens"], table, counts, 1, 64)
 assert int(counts.min()) == case["Kb"] == 65
 rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"], case["lens"],
                    table, counts, torch.zeros_like(case["q"]), None, 1)
+# Unsplit walks as cluster pairs (TMA multicast, remote barrier arrivals):
+# dense and selected tables, one row per group and one per query block (forced
+# clusters: pairs whose rows differ walk alone).
+rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", kv_splits=1, clusters="always")
+B, C = 2, 256
+case = make_case(gen, B, C, [1000, 700], 16, 4, 128, 64, 128)
+pooled = torch.zeros((B, 4, case["Kb"], 128), dtype=torch.bfloat16, device="cuda")
+rt.pool_keys(case["k_cache"], case["page_table"], case["lens"], pooled, C)
+for s in (1, 2, 4):
+    for T in (1, 2):
+        table = torch.zeros((B, 16 // s * T, case["Kb"]), dtype=torch.int32, device="cuda")
+        counts = torch.zeros((B, 16 // s * T), dtype=torch.int32, device="cuda")
+        if T == 1:
+            rt.dense_table(case["lens"], table, counts, s, C)
+        else:
+            rt.score_select_union(case["q"], pooled, case["lens"], table, counts, 0.06, 2, 4, s)
+        rt.paged_attention(case["q"], case["k_cache"], case["v_cache"], case["page_table"],
+                           case["lens"], table, counts, torch.zeros_like(case["q"]), None, s)
 # The plan over a whole prompt (dense first chunk, selected later ones), with
 # per-query-block tables and with group unions, and with the debug checks on.
 rt = Runtime(16, 4, 128, 64, 128, "bfloat16", "nhd", checks=True)
