@@ -27,12 +27,15 @@
 //     id a coordinate): one 64 x 64 box per part and head half, 128-byte
 //     swizzle; where the context ends inside a part, one-key boxes, the
 //     stale slots past the context read as zeros from outside the page.
+//     Two neighbouring row tiles that read one table row may run as a
+//     2-block cluster, each block multicasting half of every tile to both.
 //     mma_sync: all warps copy with cp.async (zero-filling the stale slots),
 //     two stages, two barriers per tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
 //     need it, the online softmax in base 2 (scale folded into the logits),
 //     P cast to bf16/f16 in registers (the accumulator layout is the next A
-//     operand), O += P V.
+//     operand), O += P V. wgmma: the two consumer warpgroups issue their
+//     products in strict turns, one's softmax under the other's products.
 //
 //===----------------------------------------------------------------------===//
 
