@@ -1,7 +1,7 @@
 """Every kernel of the kernel library at least once, on small and edge shapes
 (odd lengths, a single-token chunk, partial last pages, empty tables, both
-matrix paths, the execution-group choice, cluster pairs), and the plan (with and without a
-group slack), for compute-sanitizer (memcheck / racecheck /
+matrix paths, the execution-group choice, cluster pairs), and the plan (with
+and without a group slack), for compute-sanitizer (memcheck / racecheck /
 initcheck / synccheck)."""
 
 

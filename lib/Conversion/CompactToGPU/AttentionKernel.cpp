@@ -316,7 +316,11 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // of 128 / s tokens lies in one block when bs * s is a multiple of 128,
     // which the runtime checks).
     TableRowsIR tableRows = TableRowsIR::build(gb, gb.dim(table, 1), gb.index(groups));
-    Value row = tableRows.rowOf(gb, e, gb.div(gb.div(m0, gb.index(s)), gb.index(cfg.blockSize)));
+    auto rowOfTile = [&](Value tile) {
+      Value token = gb.div(gb.mul(tile, gb.index(kRows)), gb.index(s));
+      return tableRows.rowOf(gb, e, gb.div(token, gb.index(cfg.blockSize)));
+    };
+    Value row = rowOfTile(tileM);
     // A count beyond the table (bad input) is clamped: nothing outside the
     // table row is read.
     Value count =
@@ -337,15 +341,11 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       clustered = gb.cmp(CmpIPredicate::ugt, clusterBlocks, gb.index(1));
       clusterRank = gb.toIndex(gb.clusterRank());
       Value pairFirst = gb.sub(tileM, clusterRank);
-      auto rowOfTile = [&](Value tile) {
-        Value token = gb.div(gb.mul(tile, gb.index(kRows)), gb.index(s));
-        return tableRows.rowOf(gb, e, gb.div(token, gb.index(cfg.blockSize)));
-      };
+      Value otherTile = gb.add(pairFirst, gb.sub(gb.index(1), clusterRank));
       paired = gb.andI(
           gb.andI(gb.cmp(CmpIPredicate::eq, clusterBlocks, gb.index(2)),
                   gb.cmp(CmpIPredicate::eq, gb.toIndex(gb.clusterBlocksX()), gb.index(2))),
-          gb.cmp(CmpIPredicate::eq, rowOfTile(pairFirst),
-                 rowOfTile(gb.add(pairFirst, gb.index(1)))));
+          gb.cmp(CmpIPredicate::eq, row, rowOfTile(otherTile)));
       walkEnd = gb.select(paired, gb.mul(gb.add(pairFirst, gb.index(2)), gb.index(kRows)),
                           walkEnd);
     }

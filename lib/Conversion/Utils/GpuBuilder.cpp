@@ -47,26 +47,18 @@ SmallVector<Value> GpuBuilder::when(Value cond, TypeRange types,
                                     function_ref<SmallVector<Value>(GpuBuilder &)> thenBody,
                                     function_ref<SmallVector<Value>(GpuBuilder &)> elseBody) {
   auto op = scf::IfOp::create(builder(), location(), types, cond, /*withElseRegion=*/true);
-  {
+  auto fill = [&](Block &block, function_ref<SmallVector<Value>(GpuBuilder &)> body) {
     OpBuilder::InsertionGuard guard(builder());
     // A region without results comes with a terminator: the body and the
     // yield go where it was.
-    eraseTerminator(op.getThenRegion().front());
-    builder().setInsertionPointToEnd(&op.getThenRegion().front());
+    eraseTerminator(block);
+    builder().setInsertionPointToEnd(&block);
     GpuBuilder inner(builder(), location());
-    SmallVector<Value> values = thenBody(inner);
+    SmallVector<Value> values = body(inner);
     scf::YieldOp::create(builder(), location(), values);
-  }
-  {
-    OpBuilder::InsertionGuard guard(builder());
-    // A region without results comes with a terminator: the body and the
-    // yield go where it was.
-    eraseTerminator(op.getElseRegion().front());
-    builder().setInsertionPointToEnd(&op.getElseRegion().front());
-    GpuBuilder inner(builder(), location());
-    SmallVector<Value> values = elseBody(inner);
-    scf::YieldOp::create(builder(), location(), values);
-  }
+  };
+  fill(op.getThenRegion().front(), thenBody);
+  fill(op.getElseRegion().front(), elseBody);
   return SmallVector<Value>(op.getResults().begin(), op.getResults().end());
 }
 
