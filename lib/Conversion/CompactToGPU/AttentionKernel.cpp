@@ -32,9 +32,11 @@
 //     mma_sync: all warps copy with cp.async (zero-filling the stale slots),
 //     two stages, two barriers per tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
-//     need it, the online softmax in base 2 (scale folded into the logits),
-//     P cast to bf16/f16 in registers (the accumulator layout is the next A
-//     operand), O += P V. wgmma: the two consumer warpgroups issue their
+//     need it, the online softmax in base 2 (scale folded into the logits;
+//     after the first tile against the maxima so far, redone against the
+//     tile's own only where p would exceed 2^8), P cast to bf16/f16 in
+//     registers (the accumulator layout is the next A operand), O += P V.
+//     wgmma: the two consumer warpgroups run one walk and issue their
 //     products in strict turns, one's softmax under the other's products.
 //
 //===----------------------------------------------------------------------===//
@@ -76,6 +78,8 @@ constexpr int64_t kBarrierBytes = 2 * 2 * kStages * 8;
 constexpr int64_t kWideKeys = 128, kNarrowKeys = 64;
 // Fewest table entries (KV blocks) a split of a walk takes.
 constexpr int64_t kMinSplitEntries = 4;
+// The speculative softmax step keeps the maxima while every p <= 2^this.
+constexpr int64_t kSpeculationLog2 = 8;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
@@ -109,6 +113,17 @@ struct AttentionConfig {
   }
   int64_t chunksPerRow() const { return headDim / 8; }
 };
+
+/// `combine` over `values` as a balanced tree: log2(n) dependent steps, not n
+/// (for a power of two the same pairs as neighbours combined level by level).
+Value treeReduce(ArrayRef<Value> values, function_ref<Value(Value, Value)> combine) {
+  assert(!values.empty() && "nothing to reduce");
+  if (values.size() == 1)
+    return values.front();
+  size_t half = (values.size() + 1) / 2;
+  return combine(treeReduce(values.take_front(half), combine),
+                 treeReduce(values.drop_front(half), combine));
+}
 
 /// Index of the first table entry whose block starts after `maxPos` (the
 /// entries ascend): a branch-free binary search.
@@ -729,19 +744,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // The scale stays out of the scores until exp2: max(scale * x) =
     // scale * max(x) (scale > 0), and p = exp2(x * scale - m) is one FFMA.
     // Maxima and sums are trees, not chains of dependent instructions.
-    auto treeReduce = [](ArrayRef<Value> values, function_ref<Value(Value, Value)> combine) {
-      // Each level pairs neighbours in place; an odd last one moves up as is.
-      SmallVector<Value> level(values.begin(), values.end());
-      for (size_t n = level.size(); n > 1; n = (n + 1) / 2) {
-        for (size_t i = 0; i < n / 2; ++i)
-          level[i] = combine(level[2 * i], level[2 * i + 1]);
-        if (n % 2)
-          level[n / 2] = level[n - 1];
-      }
-      return level.front();
-    };
+    // `speculate`: p against mOld first (see speculativeRow); mOld must be
+    // finite or -inf.
     auto softmaxTile = [&](GpuBuilder &l, Value tile, Value real, ArrayRef<Value> acc,
-                           ArrayRef<Value> mOld, ArrayRef<Value> lOld) {
+                           ArrayRef<Value> mOld, ArrayRef<Value> lOld, bool speculate) {
       SmallVector<Value> logits(acc.begin(), acc.end());
       Value j0 = tileStart(l, tile);
       Value jLast = l.add(j0, l.index(kKeys - 1));
@@ -765,37 +771,92 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           },
           [&](GpuBuilder &) { return logits; });
 
-      SoftmaxStep step;
-      SmallVector<Value> p(logits.size());
-      for (int half = 0; half < 2; ++half) {
+      // p = exp2(x * scale - m) of this thread's logits in row `half` (0:
+      // rowLo, 1: rowHi; contract: the multiply and subtract fuse into one
+      // FFMA), packed in pairs; returns them and this thread's sum of them.
+      struct RowStep {
+        SmallVector<Value> packed;
+        Value m, l, alpha, grew;
+      };
+      auto exponentiate = [&](GpuBuilder &e, int half, Value m, Value &sum) {
+        auto contract = arith::FastMathFlags::contract;
+        SmallVector<Value> p, packed;
+        for (int64_t nt = 0; nt < kKeys / 8; ++nt) {
+          for (int64_t c = 2 * half; c < 2 * half + 2; ++c)
+            p.push_back(
+                e.exp2(e.subF(e.mulF(logits[nt * 4 + c], logitScale, contract), m, contract)));
+          packed.push_back(e.pack2(p[p.size() - 2], p.back(), cfg.element));
+        }
+        sum = treeReduce(p, [&](Value a, Value b) { return e.addF(a, b); });
+        return packed;
+      };
+      // The exact step of a row: the row's maximum over the tile first (a
+      // tree, then the row's 4 threads), then p against the new maximum.
+      auto exactRow = [&](GpuBuilder &e, int half) {
+        RowStep step;
         SmallVector<Value> row;
         for (int64_t nt = 0; nt < kKeys / 8; ++nt)
           row.append({logits[nt * 4 + 2 * half], logits[nt * 4 + 2 * half + 1]});
-        Value mx = treeReduce(row, [&](Value a, Value b) { return l.maxF(a, b); });
-        mx = l.mulF(l.warpMax(mx, {1, 2}), logitScale);
-        step.m[half] = l.maxF(mOld[half], mx);
-        Value mSafe = l.select(l.cmpF(CmpFPredicate::OEQ, step.m[half], l.negInf(f32)),
-                               l.f32(0.0f), step.m[half]);
-        step.alpha[half] = l.exp2(l.subF(mOld[half], mSafe));
-        // contract: the multiply and subtract fuse into one FFMA.
-        auto contract = arith::FastMathFlags::contract;
-        SmallVector<Value> terms;
-        for (int64_t nt = 0; nt < kKeys / 8; ++nt)
-          for (int64_t c = 2 * half; c < 2 * half + 2; ++c) {
-            p[nt * 4 + c] = l.exp2(
-                l.subF(l.mulF(logits[nt * 4 + c], logitScale, contract), mSafe, contract));
-            terms.push_back(p[nt * 4 + c]);
-          }
-        Value sum = treeReduce(terms, [&](Value a, Value b) { return l.addF(a, b); });
-        step.l[half] = l.addF(l.mulF(lOld[half], step.alpha[half]), sum);
-        Value grew = l.cmpF(CmpFPredicate::UNE, step.m[half], mOld[half]);
-        step.grew = half == 0 ? grew : l.orI(step.grew, grew);
+        Value mx = treeReduce(row, [&](Value a, Value b) { return e.maxF(a, b); });
+        mx = e.mulF(e.warpMax(mx, {1, 2}), logitScale);
+        step.m = e.maxF(mOld[half], mx);
+        Value mSafe =
+            e.select(e.cmpF(CmpFPredicate::OEQ, step.m, e.negInf(f32)), e.f32(0.0f), step.m);
+        step.alpha = e.exp2(e.subF(mOld[half], mSafe));
+        Value sum;
+        step.packed = exponentiate(e, half, mSafe, sum);
+        step.l = e.addF(e.mulF(lOld[half], step.alpha), sum);
+        step.grew = e.cmpF(CmpFPredicate::UNE, step.m, mOld[half]);
+        return step;
+      };
+      // The speculative step of a row: p against the maximum so far, without
+      // the tile's (its tree and shuffles are a fifth of the softmax's
+      // instructions and the head of its dependency chain). It stands when
+      // every sum of the row half in this warp is at most 2^kSpeculationLog2,
+      // so no p exceeds it and m, O and l keep their scale (p up to 2^8 is as
+      // exact in bf16 and f32 as p up to 1, and O / l and m + log2 l do not
+      // depend on which m was subtracted). Else (the first tile: m = -inf
+      // gives inf / NaN; a tile whose keys outgrow the maximum) the warp
+      // takes the exact step. Uniform per warp: a row's 4 threads share m.
+      auto speculativeRow = [&](int half) {
+        Value sum;
+        SmallVector<Value> packed = exponentiate(l, half, mOld[half], sum);
+        // Ordered: a NaN sum does not fit.
+        Value fits =
+            l.cmpF(CmpFPredicate::OLE, sum, l.f32(float(int64_t(1) << kSpeculationLog2)));
+        Value warpFits = l.cmp(CmpIPredicate::eq, l.ballot(l.notI(fits)), l.i32(0));
+        auto flatten = [](const RowStep &step) {
+          SmallVector<Value> values(step.packed.begin(), step.packed.end());
+          values.append({step.m, step.l, step.alpha, step.grew});
+          return values;
+        };
+        SmallVector<Type> types(packed.size(), l.builder().getI32Type());
+        types.append({f32, f32, f32, l.builder().getI1Type()});
+        SmallVector<Value> chosen = l.when(
+            warpFits, types,
+            [&](GpuBuilder &t) {
+              return flatten({packed, mOld[half], t.addF(lOld[half], sum), t.f32(1.0f),
+                              t.boolean(false)});
+            },
+            [&](GpuBuilder &e) { return flatten(exactRow(e, half)); });
+        const size_t n = packed.size();
+        return RowStep{SmallVector<Value>(chosen.begin(), chosen.begin() + n), chosen[n],
+                       chosen[n + 1], chosen[n + 2], chosen[n + 3]};
+      };
+
+      SoftmaxStep step;
+      RowStep rows[2];
+      for (int half = 0; half < 2; ++half) {
+        rows[half] = speculate ? speculativeRow(half) : exactRow(l, half);
+        step.m[half] = rows[half].m, step.l[half] = rows[half].l;
+        step.alpha[half] = rows[half].alpha;
       }
+      step.grew = l.orI(rows[0].grew, rows[1].grew);
+      // The A fragment of P V: per 16 keys, rows lo / hi of keys 0-7, then of
+      // keys 8-15.
       for (int64_t kk = 0; kk < kKeys / 16; ++kk)
-        step.pRegs.append({l.pack2(p[(2 * kk) * 4 + 0], p[(2 * kk) * 4 + 1], cfg.element),
-                           l.pack2(p[(2 * kk) * 4 + 2], p[(2 * kk) * 4 + 3], cfg.element),
-                           l.pack2(p[(2 * kk + 1) * 4 + 0], p[(2 * kk + 1) * 4 + 1], cfg.element),
-                           l.pack2(p[(2 * kk + 1) * 4 + 2], p[(2 * kk + 1) * 4 + 3], cfg.element)});
+        step.pRegs.append({rows[0].packed[2 * kk], rows[1].packed[2 * kk],
+                           rows[0].packed[2 * kk + 1], rows[1].packed[2 * kk + 1]});
       return step;
     };
     // O *= alpha, skipped (a uniform branch) when no row of the warp has a
@@ -889,27 +950,21 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       // rings ahead; a K stage is released once S has read it, a V stage
       // once P V has.
       //
-      // Warpgroup 0 issues its products first and runs the softmax under
-      // them (walkProductsFirst); warpgroup 1 runs the softmax of the tile
-      // before first, under warpgroup 0's products, then issues its own
-      // (walkSoftmaxFirst). The two thus take turns on the tensor cores and
-      // on the exp2 / ALU pipes instead of both waiting for their scores at
-      // the same time.
-      //
-      // The turns are enforced (FlashAttention-3's ping-pong): a
-      // warpgroup issues its products only in its turn (named barrier 2 + wg,
-      // which the other warpgroup's 128 threads arrive at) and hands the turn
-      // over once they are issued. So the two alternate strictly: one's
-      // softmax always runs under the other's products, however the walks
-      // drift. Both take n + 1 turns for n tiles; warpgroup 1 hands
-      // warpgroup 0 the first turn and keeps its last.
+      // The two consumer warpgroups run the same walk and take turns on the
+      // tensor cores (FlashAttention-3's ping-pong): a warpgroup issues its
+      // products only in its turn (named barrier 2 + wg, which the other
+      // warpgroup's 128 threads arrive at) and hands the turn over once they
+      // are issued. So one's softmax always runs under the other's products
+      // (and its own P V), however the walks drift. Both take n + 1 turns
+      // for n tiles; warpgroup 1 hands warpgroup 0 the first turn and keeps
+      // its last.
       auto takeTurn = [&](GpuBuilder &g, int wg) {
         g.ptx("bar.sync " + std::to_string(2 + wg) + ", " + std::to_string(kThreads) + ";");
       };
       auto passTurn = [&](GpuBuilder &g, int wg) {
         g.ptx("bar.arrive " + std::to_string(3 - wg) + ", " + std::to_string(kThreads) + ";");
       };
-      // Shared by both walks: S_0, waited for.
+      // S_0, waited for.
       auto firstScores = [&](GpuBuilder &g, int wg) {
         Value first = g.index(0);
         waitTiles(g, {{0, first}});
@@ -923,11 +978,12 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         release(g, 0, first);
         return s0;
       };
-      auto walkProductsFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
+      auto walk = [&](GpuBuilder &g, int wg) -> SmallVector<Value> {
         Value one = g.index(1);
-        SmallVector<Value> s0 = firstScores(g, 0);
+        SmallVector<Value> s0 = firstScores(g, wg);
         Value negInf[2] = {g.negInf(f32), g.negInf(f32)}, zero[2] = {g.f32(0.0f), g.f32(0.0f)};
-        SoftmaxStep first = softmaxTile(g, g.index(0), anyTile, s0, negInf, zero);
+        SoftmaxStep first =
+            softmaxTile(g, g.index(0), anyTile, s0, negInf, zero, /*speculate=*/false);
 
         SmallVector<Value> init(oTiles * 4, g.f32(0.0f));
         init.append({first.m[0], first.m[1], first.l[0], first.l[1]});
@@ -937,18 +993,19 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             one, walkTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
               Value prev = l.sub(tile, l.index(1));
               waitTiles(l, {{0, tile}, {1, prev}});
-              takeTurn(l, 0);
+              takeTurn(l, wg);
               SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
               SmallVector<Value> pPrev(iters.begin() + pAt, iters.end());
               SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
               SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), pPrev, oIn);
-              passTurn(l, 0);
+              passTurn(l, wg);
               l.ptx("wgmma.wait_group.sync.aligned 1;"); // S_j is done; P V runs on
               scores = l.fenceOperands(scores);
               release(l, 0, tile);
               Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
               Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
-              SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
+              SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld,
+                                           /*speculate=*/true);
               l.ptx("wgmma.wait_group.sync.aligned 0;");
               // P_{j-1} is fenced with O: its registers stay untouched until
               // the product that reads them is done.
@@ -968,9 +1025,10 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
         waitTiles(g, {{1, lastTile}});
         SmallVector<Value> pLast(state.begin() + pAt, state.end());
         SmallVector<Value> oLast(state.begin(), state.begin() + oTiles * 4);
-        takeTurn(g, 0);
+        takeTurn(g, wg);
         SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), pLast, oLast);
-        passTurn(g, 0);
+        if (wg == 0)
+          passTurn(g, wg);
         g.ptx("wgmma.wait_group.sync.aligned 0;");
         oAcc.append(pLast.begin(), pLast.end());
         oAcc = g.fenceOperands(oAcc);
@@ -980,71 +1038,11 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
                        state[oTiles * 4 + 3]});
         return result;
       };
-      auto walkSoftmaxFirst = [&](GpuBuilder &g) -> SmallVector<Value> {
-        Value one = g.index(1);
-        SmallVector<Value> s0 = firstScores(g, 1);
-
-        // State between tiles: O (in the scale of the last softmax), m, l,
-        // and the raw scores of the tile before.
-        SmallVector<Value> init(oTiles * 4, g.f32(0.0f));
-        init.append({g.negInf(f32), g.negInf(f32), g.f32(0.0f), g.f32(0.0f)});
-        init.append(s0.begin(), s0.end());
-        const size_t sAt = oTiles * 4 + 4;
-        // The softmax of tile `tile` (its scores in `iters`) and O rescaled
-        // to the new maximum, ready for P V of that tile.
-        auto softmaxAndRescale = [&](GpuBuilder &l, Value tile, Value real, ValueRange iters,
-                                     SoftmaxStep &step) {
-          SmallVector<Value> scores(iters.begin() + sAt, iters.end());
-          Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
-          Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
-          step = softmaxTile(l, tile, real, scores, mOld, lOld);
-          SmallVector<Value> oIn(iters.begin(), iters.begin() + oTiles * 4);
-          rescale(l, oIn, step);
-          return oIn;
-        };
-        SmallVector<Value> state = g.loop(
-            one, walkTiles, one, init, [&](GpuBuilder &l, Value tile, ValueRange iters) {
-              Value prev = l.sub(tile, l.index(1));
-              SoftmaxStep step;
-              SmallVector<Value> oIn = softmaxAndRescale(l, prev, l.boolean(true), iters, step);
-              waitTiles(l, {{0, tile}, {1, prev}});
-              takeTurn(l, 1);
-              SmallVector<Value> scores = issueScores(l, stageOf(l, tile));
-              SmallVector<Value> oAcc = issueValues(l, stageOf(l, prev), step.pRegs, oIn);
-              passTurn(l, 1);
-              l.ptx("wgmma.wait_group.sync.aligned 0;");
-              SmallVector<Value> done(oAcc.begin(), oAcc.end());
-              done.append(scores.begin(), scores.end());
-              done.append(step.pRegs.begin(), step.pRegs.end());
-              done = l.fenceOperands(done);
-              release(l, 0, tile);
-              release(l, 1, prev);
-
-              SmallVector<Value> carried(done.begin(), done.begin() + oTiles * 4);
-              carried.append({step.m[0], step.m[1], step.l[0], step.l[1]});
-              carried.append(done.begin() + oTiles * 4,
-                             done.begin() + oTiles * 4 + scores.size());
-              return carried;
-            });
-        // The last tile (a masked one when there was none).
-        Value lastTile = g.sub(walkTiles, one);
-        SoftmaxStep step;
-        SmallVector<Value> oIn = softmaxAndRescale(g, lastTile, anyTile, state, step);
-        waitTiles(g, {{1, lastTile}});
-        takeTurn(g, 1);
-        SmallVector<Value> oAcc = issueValues(g, stageOf(g, lastTile), step.pRegs, oIn);
-        g.ptx("wgmma.wait_group.sync.aligned 0;");
-        oAcc.append(step.pRegs.begin(), step.pRegs.end());
-        oAcc = g.fenceOperands(oAcc);
-        release(g, 1, lastTile);
-        SmallVector<Value> result(oAcc.begin(), oAcc.begin() + oTiles * 4);
-        result.append({step.m[0], step.m[1], step.l[0], step.l[1]});
-        return result;
-      };
       SmallVector<Type> resultTypes(oTiles * 4 + 4, f32);
       SmallVector<Value> result =
           gb.when(gb.cmp(CmpIPredicate::eq, warpgroupRows, gb.index(1)), resultTypes,
-                  walkSoftmaxFirst, walkProductsFirst);
+                  [&](GpuBuilder &g) { return walk(g, 1); },
+                  [&](GpuBuilder &g) { return walk(g, 0); });
       std::copy(result.begin(), result.begin() + oTiles * 4, o.begin());
       m[0] = result[oTiles * 4], m[1] = result[oTiles * 4 + 1];
       lSum[0] = result[oTiles * 4 + 2], lSum[1] = result[oTiles * 4 + 3];
@@ -1066,7 +1064,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
             SmallVector<Value> scores = scoresMmaSync(l, stage);
             Value mOld[2] = {iters[oTiles * 4], iters[oTiles * 4 + 1]};
             Value lOld[2] = {iters[oTiles * 4 + 2], iters[oTiles * 4 + 3]};
-            SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld);
+            SoftmaxStep step = softmaxTile(l, tile, l.boolean(true), scores, mOld, lOld,
+                                           /*speculate=*/true);
             SmallVector<Value> oNext(iters.begin(), iters.begin() + oTiles * 4);
             rescale(l, oNext, step);
             valuesMmaSync(l, stage, step.pRegs, oNext);

@@ -102,7 +102,8 @@
 //       CHECK:     "fence.proxy.async.shared::cta;"
 //       CHECK:     "bar.sync 1, 256;"
 //       CHECK:     scf.if
-// Warpgroup 1: softmax first.
+// Both warpgroups run one walk and take turns (named barriers 2 / 3).
+// Warpgroup 1 hands warpgroup 0 the first turn and keeps its last.
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:   "bar.arrive 2, 256;"
 //       CHECK:   "bar.sync 3, 256;"
@@ -112,19 +113,33 @@
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   @p mapa.shared::cluster.u32 remote, $0, $1;\0A@p mbarrier.arrive.shared::cluster.b64 _, [remote];
+// The first tile's softmax is exact (no vote).
+//   CHECK-NOT:   nvvm.vote.sync
+//       CHECK:   gpu.shuffle  xor
+//       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   scf.for
-//       CHECK:     llvm.nvvm.ex2.approx
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     "bar.sync 3, 256;"
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 // CHECK-COUNT-8:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
 //       CHECK:     "bar.arrive 2, 256;"
+//       CHECK:     "wgmma.wait_group.sync.aligned 1;"
+//       CHECK:     @p mbarrier.arrive.shared::cta.b64
+// Speculative softmax per row: exp2 against the maxima so far, no shuffle,
+// a warp vote on the sums; the exact step (maxima, shuffles) where it fails.
+//   CHECK-NOT:     gpu.shuffle
+//       CHECK:     llvm.nvvm.ex2.approx
+//   CHECK-NOT:     gpu.shuffle
+//       CHECK:     nvvm.vote.sync  ballot
+//       CHECK:     scf.if
+//       CHECK:     } else {
+//       CHECK:       gpu.shuffle  xor
+//       CHECK:       llvm.nvvm.ex2.approx
+//       CHECK:     nvvm.vote.sync  ballot
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
-//       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
-//       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:   "bar.sync 3, 256;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 1;
@@ -132,13 +147,17 @@
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
 //       CHECK:   } else {
-// Warpgroup 0: products first.
+// Warpgroup 0.
 //       CHECK:   mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:   "bar.sync 2, 256;"
+//   CHECK-NOT:   "fence.proxy.async.shared::cta;"
 // CHECK-COUNT-8:   wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}} p, 1, 1, 0, 0;
 //       CHECK:   "bar.arrive 3, 256;"
 //       CHECK:   "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:   @p mbarrier.arrive.shared::cta.b64
+// The first tile's softmax is exact (no vote).
+//   CHECK-NOT:   nvvm.vote.sync
+//       CHECK:   gpu.shuffle  xor
 //       CHECK:   llvm.nvvm.ex2.approx
 //       CHECK:   scf.for
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
@@ -149,7 +168,17 @@
 //       CHECK:     "bar.arrive 3, 256;"
 //       CHECK:     "wgmma.wait_group.sync.aligned 1;"
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
+// Speculative softmax per row: exp2 against the maxima so far, no shuffle,
+// a warp vote on the sums; the exact step (maxima, shuffles) where it fails.
+//   CHECK-NOT:     gpu.shuffle
 //       CHECK:     llvm.nvvm.ex2.approx
+//   CHECK-NOT:     gpu.shuffle
+//       CHECK:     nvvm.vote.sync  ballot
+//       CHECK:     scf.if
+//       CHECK:     } else {
+//       CHECK:       gpu.shuffle  xor
+//       CHECK:       llvm.nvvm.ex2.approx
+//       CHECK:     nvvm.vote.sync  ballot
 //       CHECK:     "wgmma.wait_group.sync.aligned 0;"
 //       CHECK:     @p mbarrier.arrive.shared::cta.b64
 //       CHECK:     scf.yield
