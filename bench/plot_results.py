@@ -198,7 +198,7 @@ def fidelity_table(fid):
 
 def dense_throughput(last):
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for method, label, color in (("compact_dense", "ours (attention v7)", "tab:blue"),
+    for method, label, color in (("compact_dense", "ours, dense", "tab:blue"),
                                  ("sdpa_flash", "SDPA flash", "0.4"),
                                  ("sdpa_cudnn", "SDPA cuDNN", "tab:red")):
         for B, ls in ((8, "-"), (1, "--")):
