@@ -19,23 +19,33 @@ from pathlib import Path
 
 import torch
 
-from bench import BLOCK, G, Hq, Setup, causal_flops, git_commit, timed
+from bench import BLOCK, D, G, PAGE, Hq, Setup, causal_flops, git_commit, timed
 from compact_attention import Runtime
 
-# nvmlClocksEventReasons bits (nvml.h).
-SW_POWER_CAP, HW_SLOWDOWN, SW_THERMAL = 0x4, 0x8, 0x20
+# nvmlClocksEventReasons bits (nvml.h): the power cap, and any slowdown that
+# is not it (hardware slowdown, software / hardware thermal, power brake).
+SW_POWER_CAP = 0x4
+OTHER_SLOWDOWN = 0x8 | 0x20 | 0x40 | 0x80
 NVML_CLOCK_SM = 1
 
 
 class Nvml:
     """The few NVML calls used here, through ctypes (no pynvml needed)."""
 
-    def __init__(self, index=0):
+    def __init__(self, device):
         self.lib = ctypes.CDLL("libnvidia-ml.so.1")
         self._check(self.lib.nvmlInit_v2(), "nvmlInit_v2")
+        # NVML numbers GPUs in PCI order and ignores CUDA_VISIBLE_DEVICES:
+        # find torch's device by its PCI address.
+        props = torch.cuda.get_device_properties(device)
+        bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
         self.handle = ctypes.c_void_p()
-        self._check(self.lib.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(self.handle)),
-                    "nvmlDeviceGetHandleByIndex_v2")
+        self._check(self.lib.nvmlDeviceGetHandleByPciBusId_v2(bus_id.encode(),
+                                                              ctypes.byref(self.handle)),
+                    f"nvmlDeviceGetHandleByPciBusId_v2({bus_id})")
+
+    def close(self):
+        self.lib.nvmlShutdown()
 
     @staticmethod
     def _check(rc, what):
@@ -54,11 +64,11 @@ class Nvml:
                                                     ctypes.byref(value)), "nvmlDeviceGetClockInfo")
         return value.value
 
-    def throttle_reasons(self):
+    def clock_limits(self):
         value = ctypes.c_ulonglong()
-        self._check(self.lib.nvmlDeviceGetCurrentClocksThrottleReasons(self.handle,
-                                                                       ctypes.byref(value)),
-                    "nvmlDeviceGetCurrentClocksThrottleReasons")
+        self._check(self.lib.nvmlDeviceGetCurrentClocksEventReasons(self.handle,
+                                                                    ctypes.byref(value)),
+                    "nvmlDeviceGetCurrentClocksEventReasons")
         return value.value
 
     def power_w(self):
@@ -66,6 +76,13 @@ class Nvml:
         self._check(self.lib.nvmlDeviceGetPowerUsage(self.handle, ctypes.byref(value)),
                     "nvmlDeviceGetPowerUsage")
         return value.value / 1000.0
+
+
+def triton_version():
+    try:
+        return __import__("triton").__version__
+    except ImportError:
+        return None
 
 
 def sustained(nvml, fn, flops, seconds):
@@ -86,7 +103,7 @@ def sustained(nvml, fn, flops, seconds):
 
     def sample():
         while not stop.is_set():
-            samples.append((nvml.sm_clock_mhz(), nvml.throttle_reasons(), nvml.power_w()))
+            samples.append((nvml.sm_clock_mhz(), nvml.clock_limits(), nvml.power_w()))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -109,6 +126,8 @@ def sustained(nvml, fn, flops, seconds):
     joules = (e1 - e0) / 1000.0
     clocks = [c for c, _, _ in samples]
     capped = sum(1 for _, r, _ in samples if r & SW_POWER_CAP)
+    slowed = sum(1 for _, r, _ in samples if r & OTHER_SLOWDOWN)
+    powers = [w for _, _, w in samples]
     return {
         "calls": calls, "ms_per_call": ms / calls,
         "tflops": flops * calls / ms / 1e9,
@@ -116,7 +135,9 @@ def sustained(nvml, fn, flops, seconds):
         "pj_per_flop": joules / (flops * calls) * 1e12,
         "sm_mhz_mean": sum(clocks) / max(1, len(clocks)),
         "sm_mhz_min": min(clocks, default=0), "sm_mhz_max": max(clocks, default=0),
-        "power_capped_samples": capped, "samples": len(samples),
+        "watts_sampled_max": max(powers, default=0.0),
+        "power_capped_samples": capped, "other_slowdown_samples": slowed,
+        "samples": len(samples),
     }
 
 
@@ -128,8 +149,8 @@ def main():
     ap.add_argument("--out", default="power-probe.json")
     args = ap.parse_args()
     methods = args.methods.split(",")
-    nvml = Nvml()
-    rt = Runtime(Hq, Hq // G, 128, 64, BLOCK, "bfloat16", "nhd")
+    nvml = Nvml(torch.cuda.current_device())
+    rt = Runtime(Hq, Hq // G, D, PAGE, BLOCK, "bfloat16", "nhd")
     rows = []
     if "gemm" in methods:
         n = 8192
@@ -175,12 +196,13 @@ def main():
         "device": torch.cuda.get_device_name(), "commit": git_commit(),
         "date": datetime.date.today().isoformat(),
         "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                     "triton": __import__("triton").__version__},
+                     "triton": triton_version()},
         "workload": {"name": "planted_retrieval (last chunk, dense), bf16 GEMM",
                      "seconds": args.seconds},
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=2))
+    nvml.close()
     print(f"wrote {args.out}")
 
 

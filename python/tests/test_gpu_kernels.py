@@ -252,15 +252,18 @@ def test_attention_matches_fp64(cfg, path):
 @pytest.mark.parametrize("path", ["wgmma", "mma_sync"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"q{c[0]}kv{c[1]}d{c[2]}p{c[3]}b{c[4]}{c[5]}{c[6]}")
 def test_softmax_whose_maxima_grow_along_the_walk(cfg, path):
-    """After the first tile the kernels exponentiate against the maxima so far
-    and redo a row's tile against its own maximum only where a p would exceed
-    2^8. Keys scaled up page by page make the maxima grow all along the walk
-    (both steps mix), and a spike page late in each sequence makes p
-    overflow to inf against the old maxima: the result is fp64's either
-    way."""
+    """After the first tile the kernels exponentiate against the running m and
+    redo a warp's row exactly where a thread's sum would exceed 2^8. Keys
+    scaled up page by page make the maxima grow all along the walk (both
+    steps mix), and a spike page late in each sequence makes p overflow to
+    inf against the old m: the result is fp64's either way, unsplit (the
+    whole walk in one block, cluster pairs where they apply) and split."""
     gen = torch.Generator().manual_seed(23)
-    rt = runtime(cfg, path)
     Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
+    name = "bfloat16" if dtype == "bf16" else "float16"
+    runtimes = [runtime(cfg, path)]
+    if path == "wgmma":
+        runtimes.append(Runtime(Hq, Hkv, D, PS, bs, name, layout, kv_splits=1))
     for (B, C, max_prefix), spike in [((2, 256, 3000), False), ((2, 128, 2500), True)]:
         case = case_for(cfg, gen, B, C, max_prefix)
         k = case["k_cache"]
@@ -274,18 +277,20 @@ def test_softmax_whose_maxima_grow_along_the_walk(cfg, path):
             k[pages] = (k[pages].float() * ramp.reshape(shape)).to(k.dtype)
         for s in groups:
             table, counts = random_tables(gen, case, s, 1.0)
-            out = torch.full_like(case["q"], math.nan)
-            lse = torch.full((B, Hq, C), math.nan, device="cuda")
-            rt.paged_attention(case["q"], k, case["v_cache"], case["page_table"], case["lens"],
-                               table, counts, out, lse, s)
             ref_out, ref_lse = reference_attention(case, table, counts, s)
-            where = f"B={B} C={C} s={s} spike={spike}"
-            assert not torch.isnan(out).any(), f"{where}: unwritten or NaN output"
-            err = rel_err(out, ref_out)
-            assert err <= 1e-2, f"{where}: relative error {err:.3e}"
             finite = torch.isfinite(ref_lse)
-            assert torch.equal(torch.isfinite(lse), finite), where
-            assert torch.allclose(lse[finite].double(), ref_lse[finite], atol=2e-2, rtol=2e-3), where
+            for split, rt in zip(("auto", "unsplit"), runtimes):
+                out = torch.full_like(case["q"], math.nan)
+                lse = torch.full((B, Hq, C), math.nan, device="cuda")
+                rt.paged_attention(case["q"], k, case["v_cache"], case["page_table"],
+                                   case["lens"], table, counts, out, lse, s)
+                where = f"B={B} C={C} s={s} spike={spike} splits={split}"
+                assert not torch.isnan(out).any(), f"{where}: unwritten or NaN output"
+                err = rel_err(out, ref_out)
+                assert err <= 1e-2, f"{where}: relative error {err:.3e}"
+                assert torch.equal(torch.isfinite(lse), finite), where
+                assert torch.allclose(lse[finite].double(), ref_lse[finite], atol=2e-2,
+                                      rtol=2e-3), where
 
 
 @pytest.mark.parametrize("splits", [2, 3, 16])

@@ -33,8 +33,8 @@
 //     two stages, two barriers per tile.
 //   * Per warp 16 rows: S = Q K^T, the causal / context mask on the tiles that
 //     need it, the online softmax in base 2 (scale folded into the logits;
-//     after the first tile against the maxima so far, redone against the
-//     tile's own only where p would exceed 2^8), P cast to bf16/f16 in
+//     after the first tile p against the running m, redone exactly for a
+//     warp's row where a thread's sum would exceed 2^8), P cast to bf16/f16 in
 //     registers (the accumulator layout is the next A operand), O += P V.
 //     wgmma: the two consumer warpgroups run one walk and issue their
 //     products in strict turns, one's softmax under the other's products.
@@ -78,7 +78,8 @@ constexpr int64_t kBarrierBytes = 2 * 2 * kStages * 8;
 constexpr int64_t kWideKeys = 128, kNarrowKeys = 64;
 // Fewest table entries (KV blocks) a split of a walk takes.
 constexpr int64_t kMinSplitEntries = 4;
-// The speculative softmax step keeps the maxima while every p <= 2^this.
+// The speculative softmax step keeps m while every thread's row sum (so
+// every p) of the warp is <= 2^this.
 constexpr int64_t kSpeculationLog2 = 8;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
@@ -733,12 +734,14 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
     // The online softmax of tile `tile` (S in `acc`, raw) for the two rows
     // this thread holds: logits in log2 units, keys after the row's position,
     // past the context or of a tile that does not exist (`real` false) masked,
-    // new maxima and sums, the factor that rescales O, and P as the A operand
-    // of P V (the accumulator layout is the A-fragment layout).
+    // the running m and sums, the factor that rescales O, and P as the A
+    // operand of P V (the accumulator layout is the A-fragment layout). m is
+    // a maximum the rows have seen (the speculative step may leave it up to
+    // 8 below the true one, in log2 units); O / l does not depend on it.
     struct SoftmaxStep {
       SmallVector<Value> pRegs;
       Value m[2], l[2], alpha[2];
-      /// Whether a maximum of this thread's rows grew (else alpha is 1).
+      /// Whether m of one of this thread's rows grew (else alpha is 1).
       Value grew;
     };
     // The scale stays out of the scores until exp2: max(scale * x) =
@@ -771,13 +774,15 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
           },
           [&](GpuBuilder &) { return logits; });
 
-      // p = exp2(x * scale - m) of this thread's logits in row `half` (0:
-      // rowLo, 1: rowHi; contract: the multiply and subtract fuse into one
-      // FFMA), packed in pairs; returns them and this thread's sum of them.
+      // One row's part of a SoftmaxStep: P packed in pairs (the thread's two
+      // neighbouring keys of each 8-key n-tile).
       struct RowStep {
         SmallVector<Value> packed;
         Value m, l, alpha, grew;
       };
+      // p = exp2(x * scale - m) of this thread's logits in row `half` (0:
+      // rowLo, 1: rowHi; contract: the multiply and subtract fuse into one
+      // FFMA), packed in pairs; returns them and this thread's sum of them.
       auto exponentiate = [&](GpuBuilder &e, int half, Value m, Value &sum) {
         auto contract = arith::FastMathFlags::contract;
         SmallVector<Value> p, packed;
@@ -860,8 +865,8 @@ FailureOr<Plans> gpu_lowering::planPagedAttention(PagedAttentionOp op, LoopBuild
       return step;
     };
     // O *= alpha, skipped (a uniform branch) when no row of the warp has a
-    // new maximum: alpha is then exactly 1, and late in a long walk maxima
-    // rarely grow.
+    // new m: alpha is then exactly 1, and after the first tiles m rarely
+    // grows (the speculative step keeps it).
     auto rescale = [&](GpuBuilder &l, MutableArrayRef<Value> o, const SoftmaxStep &step) {
       Value warpGrew = l.cmp(CmpIPredicate::ne, l.ballot(step.grew), l.i32(0));
       SmallVector<Value> kept(o.begin(), o.end());

@@ -117,6 +117,7 @@
 //   CHECK-NOT:   nvvm.vote.sync
 //       CHECK:   gpu.shuffle  xor
 //       CHECK:   llvm.nvvm.ex2.approx
+//   CHECK-NOT:   nvvm.vote.sync
 //       CHECK:   scf.for
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
@@ -159,6 +160,7 @@
 //   CHECK-NOT:   nvvm.vote.sync
 //       CHECK:   gpu.shuffle  xor
 //       CHECK:   llvm.nvvm.ex2.approx
+//   CHECK-NOT:   nvvm.vote.sync
 //       CHECK:   scf.for
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
 //       CHECK:     mbarrier.try_wait.parity.shared::cta.b64
