@@ -17,12 +17,14 @@ CONFIGS = LIBRARY
 _runtimes = {}
 
 
-def runtime(cfg, path="wgmma"):
+def runtime(cfg, path="wgmma", **options):
+    """The runtime of a library configuration, one per path and options
+    (kv_splits, clusters), kept across tests."""
     Hq, Hkv, D, PS, bs, dtype, layout, _ = cfg
-    key = cfg[:7] + (path,)
+    key = cfg[:7] + (path,) + tuple(sorted(options.items()))
     if key not in _runtimes:
         _runtimes[key] = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16",
-                                 layout, matrix_path=path)
+                                 layout, matrix_path=path, **options)
     return _runtimes[key]
 
 
@@ -260,10 +262,9 @@ def test_softmax_whose_maxima_grow_along_the_walk(cfg, path):
     whole walk in one block, cluster pairs where they apply) and split."""
     gen = torch.Generator().manual_seed(23)
     Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
-    name = "bfloat16" if dtype == "bf16" else "float16"
     runtimes = [runtime(cfg, path)]
     if path == "wgmma":
-        runtimes.append(Runtime(Hq, Hkv, D, PS, bs, name, layout, kv_splits=1))
+        runtimes.append(runtime(cfg, path, kv_splits=1))
     for (B, C, max_prefix), spike in [((2, 256, 3000), False), ((2, 128, 2500), True)]:
         case = case_for(cfg, gen, B, C, max_prefix)
         k = case["k_cache"]
@@ -301,10 +302,8 @@ def test_split_kv_matches_fp64_and_repeats_bit_identically(cfg, splits):
     beyond a row's blocks are empty."""
     gen = torch.Generator().manual_seed(40 + splits)
     Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
-    rt = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16", layout,
-                 kv_splits=splits)
-    whole = Runtime(Hq, Hkv, D, PS, bs, "bfloat16" if dtype == "bf16" else "float16", layout,
-                    kv_splits=1)
+    rt = runtime(cfg, kv_splits=splits)
+    whole = runtime(cfg, kv_splits=1)
     for (B, C, max_prefix), keep in [((1, 512, 6000), 0.4), ((2, 77, 300), 1.0),
                                      ((1, 1, 40), 1.0)]:
         case = case_for(cfg, gen, B, C, max_prefix)
@@ -339,8 +338,7 @@ def test_cluster_pairs_give_the_plain_blocks_bits(cfg):
     forced clusters whose pairs read different rows (they walk alone)."""
     gen = torch.Generator().manual_seed(71)
     Hq, Hkv, D, PS, bs, dtype, layout, groups = cfg
-    name = "bfloat16" if dtype == "bf16" else "float16"
-    runtimes = {mode: Runtime(Hq, Hkv, D, PS, bs, name, layout, kv_splits=1, clusters=mode)
+    runtimes = {mode: runtime(cfg, kv_splits=1, clusters=mode)
                 for mode in ("never", "auto", "always")}
     for (B, C, max_prefix), keep in [((2, 1024, 3000), 1.0), ((3, 256, 1500), 0.4),
                                      ((1, 300, 700), 0.7)]:
